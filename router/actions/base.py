@@ -1,0 +1,49 @@
+"""What every action shares: its settings model, the context it runs in, and its result."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+from router.results import StepResult
+from router.settings import Settings
+
+__all__ = ["Action", "ActionConfig", "ActionContext", "EmitFn", "StepResult"]
+
+EmitFn = Callable[[str, Any, dict[str, str], str], Awaitable[str]]
+
+
+class ActionConfig(BaseModel):
+    """Base of every action's settings; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class ActionContext:
+    """What an action may use while it runs."""
+
+    http: httpx.AsyncClient
+    settings: Settings
+    idempotency_key: str
+    event_id: str
+    chain_depth: int
+    step_ref: str
+    emit: EmitFn | None = None
+
+
+class Action(ABC):
+    """An action type. ``name`` is its registry key and equals its module name."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type[ActionConfig]]
+
+    @abstractmethod
+    async def execute(self, config: Any, ctx: ActionContext) -> StepResult:
+        """Run once with rendered, validated settings; raise TransientError or PermanentError on failure."""

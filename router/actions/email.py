@@ -1,0 +1,132 @@
+"""``email``: a message over SMTP (aiosmtplib) with the ``ROUTER_SMTP_*`` settings."""
+
+from __future__ import annotations
+
+import time
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate
+from typing import Any
+
+import aiosmtplib
+from pydantic import Field, field_validator, model_validator
+
+from router.actions._fields import check_header_text
+from router.actions.base import Action, ActionConfig, ActionContext, StepResult
+from router.errors import PermanentError, TransientError
+
+
+def _address(value: str) -> str:
+    check_header_text(value, "address")
+    try:
+        Address(addr_spec=value.strip().rsplit("<", 1)[-1].rstrip(">").strip())
+    except (ValueError, IndexError, TypeError) as exc:
+        raise ValueError(f"not a valid email address: {value!r} ({exc})") from None
+    if "@" not in value:
+        raise ValueError(f"not a valid email address: {value!r}")
+    return value.strip()
+
+
+def _address_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError("must be an address or a list of addresses")
+    out: list[str] = []
+    for item in items:
+        out.extend(_address(part) for part in str(item).split(",") if part.strip())
+    return out
+
+
+class EmailConfig(ActionConfig):
+    to: list[str] = Field(description="Recipient address or list of addresses.")
+    cc: list[str] = Field(default_factory=list, description="Copy recipients.")
+    bcc: list[str] = Field(default_factory=list, description="Blind-copy recipients (not shown in headers).")
+    subject: str = Field(description="Subject line.")
+    text: str | None = Field(None, description="Plain-text body.")
+    html: str | None = Field(None, description="HTML body.")
+    from_: str | None = Field(None, alias="from", description="From address; default ROUTER_SMTP_FROM.")
+    reply_to: str | None = Field(None, description="Reply-To address.")
+    timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for the SMTP server.")
+
+    @field_validator("to", "cc", "bcc", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> list[str]:
+        return _address_list(value)
+
+    @field_validator("from_", "reply_to")
+    @classmethod
+    def _single(cls, value: str | None) -> str | None:
+        return _address(value) if value is not None else None
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        return check_header_text(value, "subject")
+
+    @model_validator(mode="after")
+    def _body(self) -> EmailConfig:
+        if not self.to:
+            raise ValueError("`to` needs at least one address")
+        if self.text is None and self.html is None:
+            raise ValueError("set `text`, `html` or both")
+        return self
+
+
+class EmailAction(Action):
+    name = "email"
+    description = "Send an email over SMTP."
+    Config = EmailConfig
+
+    async def execute(self, config: EmailConfig, ctx: ActionContext) -> StepResult:
+        s = ctx.settings
+        message = EmailMessage(policy=SMTP)
+        message["From"] = config.from_ or s.smtp_from
+        message["To"] = ", ".join(config.to)
+        if config.cc:
+            message["Cc"] = ", ".join(config.cc)
+        if config.reply_to:
+            message["Reply-To"] = config.reply_to
+        message["Subject"] = config.subject
+        message["Date"] = formatdate(time.time(), localtime=False)
+        message_id = f"<{ctx.idempotency_key.replace(':', '.')}@event-router>"
+        message["Message-ID"] = message_id
+        if config.text is not None:
+            message.set_content(config.text)
+            if config.html is not None:
+                message.add_alternative(config.html, subtype="html")
+        else:
+            message.set_content(config.html or "", subtype="html")
+        recipients = [*config.to, *config.cc, *config.bcc]
+        summary = {
+            "smtp": f"{s.smtp_host}:{s.smtp_port}",
+            "from": message["From"],
+            "recipients": recipients,
+            "subject": config.subject,
+        }
+        try:
+            errors, reply = await aiosmtplib.send(
+                message,
+                recipients=recipients,
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_username,
+                password=s.smtp_password,
+                start_tls=s.smtp_starttls,
+                timeout=config.timeout,
+            )
+        except aiosmtplib.SMTPResponseException as exc:
+            cls = TransientError if 400 <= exc.code < 500 else PermanentError
+            raise cls(f"SMTP server answered {exc.code}: {exc.message}", request=summary) from None
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            raise PermanentError(f"SMTP server refused every recipient: {exc.recipients}", request=summary) from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise TransientError(f"SMTP delivery failed: {type(exc).__name__}: {exc}", request=summary) from None
+        refused = {addr: f"{code} {text}" for addr, (code, text) in errors.items()}
+        return StepResult(
+            status=250,
+            body={"message_id": message_id, "recipients": recipients, "refused": refused, "reply": reply},
+            request=summary,
+        )

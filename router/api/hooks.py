@@ -1,0 +1,142 @@
+"""``POST /hooks/{source}``: verify, store durably, answer 202; and the built-in request inbox."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, get, post, route
+from litestar.datastructures import State
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.params import PathParameter, QueryParameter
+from sqlalchemy import select
+
+from router.api.problems import problem
+from router.errors import IngestError
+from router.ingest import Incoming, accept, find_source, fold_headers, fold_pairs, parse_body
+from router.models import InboxRequest, new_id, utcnow
+
+
+def incoming(request: Request[Any, Any, Any], source: str, raw: bytes) -> Incoming:
+    return Incoming(
+        source=source,
+        method=request.method,
+        path=request.url.path,
+        headers=fold_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]),
+        query=fold_pairs(request.query_params.multi_items()),
+        raw=raw,
+    )
+
+
+@post(
+    "/hooks/{source:str}", operation_id="ReceiveWebhook", tags=["ingest"], status_code=202, summary="Receive a webhook"
+)
+async def receive(
+    request: Request[Any, Any, Any],
+    state: State,
+    source: Annotated[str, PathParameter(description="The source id from the rule files.")],
+) -> Response[Any]:
+    """Verify the request against its source, commit it to the database, then answer 202 with its id."""
+    ruleset = state.rules.current
+    find_source(ruleset, source)  # 404 before reading the body
+    raw = await read_body(request, state.settings.max_body_bytes)
+    row = accept(ruleset, incoming(request, source, raw))
+    try:
+        event_id, duplicate = await state.writer.store(row)
+    except Exception:
+        return problem(503, "Storage unavailable", "the event could not be stored; retry later")
+    if duplicate:
+        return Response({"event_id": event_id, "duplicate": True}, status_code=200)
+    return Response({"event_id": event_id}, status_code=202)
+
+
+async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
+    """Read the body, refusing (413) as soon as it is known to be over the limit."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise IngestError(
+            413, "Request body too large", f"the body is {length} bytes; the limit is {limit} (ROUTER_MAX_BODY_BYTES)"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise IngestError(
+                    413,
+                    "Request body too large",
+                    f"the body is over the limit of {limit} bytes (ROUTER_MAX_BODY_BYTES)",
+                )
+            chunks.append(chunk)
+    except RequestEntityTooLarge:
+        raise IngestError(413, "Request body too large", f"the limit is {limit} bytes") from None
+    return b"".join(chunks)
+
+
+@route(
+    "/inbox/{name:str}",
+    http_method=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    operation_id="CatchRequest",
+    tags=["inbox"],
+    status_code=200,
+    summary="Catch any request in the built-in inbox",
+)
+async def catch(
+    request: Request[Any, Any, Any], state: State, name: Annotated[str, PathParameter(description="Inbox name.")]
+) -> dict[str, Any]:
+    """Store any request under ``name``, so deliveries can be seen without an outside service."""
+    if not name or len(name) > 64:
+        raise IngestError(400, "Bad inbox name", "use 1 to 64 characters")
+    raw = await read_body(request, state.settings.max_body_bytes)
+    req = incoming(request, name, raw)
+    try:
+        body = parse_body(raw, req.content_type)
+    except IngestError:
+        body = None
+    row = InboxRequest(
+        id=new_id(),
+        name=name,
+        received_at=utcnow(),
+        method=request.method,
+        path=req.path,
+        headers=req.headers,
+        query=req.query,
+        body_text=raw.decode("utf-8", errors="replace"),
+        body=body,
+    )
+    async with state.sessions.begin() as session:
+        session.add(row)
+    return {"id": row.id, "name": name}
+
+
+@get("/api/inbox/{name:str}", operation_id="ListInbox", tags=["inbox"], summary="List what an inbox caught")
+async def list_inbox(
+    state: State,
+    name: Annotated[str, PathParameter(description="Inbox name.")],
+    limit: Annotated[int, QueryParameter(ge=1, le=500, description="How many, newest first.")] = 50,
+) -> dict[str, Any]:
+    async with state.sessions() as session:
+        rows = (
+            await session.scalars(
+                select(InboxRequest).where(InboxRequest.name == name).order_by(InboxRequest.id.desc()).limit(limit)
+            )
+        ).all()
+    return {
+        "name": name,
+        "requests": [
+            {
+                "id": r.id,
+                "received_at": r.received_at.isoformat(),
+                "method": r.method,
+                "path": r.path,
+                "headers": r.headers,
+                "query": r.query,
+                "body": r.body,
+                "body_text": r.body_text,
+            }
+            for r in rows
+        ],
+    }
+
+
+__all__ = ["catch", "find_source", "list_inbox", "receive"]

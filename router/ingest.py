@@ -1,0 +1,164 @@
+"""Turn an incoming webhook into an event row: look up the source, verify, parse, find its dedupe key.
+
+Plain functions, testable without HTTP. The order of checks is the public contract:
+unknown source → 404, body too large → 413 (checked while reading), signature → 401, parse → 400.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from router.errors import IngestError, SignatureError, TemplateRenderError
+from router.models import new_id
+from router.routing import build_context, event_dict
+from router.ruleset import CompiledSource, RuleSet
+from router.signatures import verify
+
+_json = msgspec.json.Decoder()
+
+
+@dataclass
+class Incoming:
+    """An HTTP request as ingest sees it."""
+
+    source: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    query: dict[str, Any]
+    raw: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+
+def fold_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Query strings and forms: a value once is a string, a repeated key becomes a list."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            prev = out[key]
+            out[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
+        else:
+            out[key] = value
+    return out
+
+
+def fold_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Lower-cased header names; a header sent twice keeps both values joined by ', '."""
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        name = key.lower()
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
+def find_source(ruleset: RuleSet, source_id: str) -> CompiledSource:
+    source = ruleset.sources.get(source_id)
+    if source is None:
+        raise IngestError(404, "Unknown source", f"no source {source_id!r} is defined in the rule files")
+    return source
+
+
+def check_signature(source: CompiledSource, req: Incoming, now: float | None = None) -> None:
+    if source.verify is None:
+        return
+    try:
+        verify(
+            source.verify,
+            req.raw,
+            req.headers,
+            {k: v if isinstance(v, str) else v[0] for k, v in req.query.items()},
+            now if now is not None else time.time(),
+        )
+    except SignatureError as exc:
+        raise IngestError(401, "Signature verification failed", str(exc)) from None
+
+
+def parse_body(raw: bytes, content_type: str) -> Any:
+    """JSON, form-encoded and text bodies; anything that does not parse is a 400."""
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    if not raw:
+        return None
+    if ctype == "application/json" or ctype.endswith("+json") or (not ctype and raw.lstrip()[:1] in (b"{", b"[")):
+        try:
+            return _json.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise IngestError(400, "Body is not valid JSON", str(exc)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError(400, "Body is not valid UTF-8", f"invalid byte at position {exc.start}") from None
+    if ctype == "application/x-www-form-urlencoded":
+        return fold_pairs(parse_qsl(text, keep_blank_values=True))
+    return text
+
+
+def dedupe_key(source: CompiledSource, event: Mapping[str, Any]) -> str | None:
+    if source.dedupe is None:
+        return None
+    try:
+        value = source.dedupe.search(build_context(event, {}))
+    except TemplateRenderError:
+        return None
+    if value is None or value == "" or value is False:
+        return None
+    key = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return key[:512]
+
+
+def accept(ruleset: RuleSet, req: Incoming, *, chain_depth: int = 0) -> dict[str, Any]:
+    """Verify and parse an incoming request into an event row (not yet stored)."""
+    source = find_source(ruleset, req.source)
+    check_signature(source, req)
+    body = parse_body(req.raw, req.content_type)
+    return new_event_row(source, req, body, chain_depth=chain_depth)
+
+
+def new_event_row(
+    source: CompiledSource | None,
+    req: Incoming,
+    body: Any,
+    *,
+    chain_depth: int = 0,
+    dedupe: str | None = None,
+    parent_step_id: str | None = None,
+) -> dict[str, Any]:
+    received_at = datetime.now(UTC)
+    event_id = new_id()
+    ev = event_dict(
+        id=event_id,
+        source=req.source,
+        received_at=received_at,
+        method=req.method,
+        path=req.path,
+        headers=req.headers,
+        query=req.query,
+        body=body,
+    )
+    return {
+        "id": event_id,
+        "source": req.source,
+        "received_at": received_at,
+        "method": req.method,
+        "path": req.path,
+        "headers": req.headers,
+        "query": req.query,
+        "content_type": req.content_type or None,
+        "body": body,
+        "raw_body": req.raw,
+        "dedupe_key": dedupe if dedupe is not None else (dedupe_key(source, ev) if source else None),
+        "status": "received",
+        "matched": 0,
+        "chain_depth": chain_depth,
+        "parent_step_id": parent_step_id,
+    }

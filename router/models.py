@@ -1,0 +1,164 @@
+"""Database tables: the durable record of every event, run, step and attempt.
+
+The database is the source of truth; Redis only carries work to do.
+
+    Event ─< Run ─< RunStep ─< Attempt
+    InboxRequest (the built-in request inbox)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id() -> str:
+    """A 26-character ULID: sortable by creation time, unique without coordination."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, Any: JSON}
+
+
+class Event(Base):
+    """One accepted incoming request (or one event made by an `emit` step)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("source", "dedupe_key", name="uq_events_source_dedupe"),
+        Index("ix_events_status_received", "status", "received_at"),
+        Index("ix_events_source_id", "source", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(2048))
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    query: Mapped[dict[str, Any]] = mapped_column(JSON)
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    body: Mapped[Any] = mapped_column(JSON, nullable=True)
+    raw_body: Mapped[bytes] = mapped_column(LargeBinary)
+    dedupe_key: Mapped[str | None] = mapped_column(String(512))
+    # received: stored, not yet routed; routed: rules evaluated and runs created
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    matched: Mapped[int] = mapped_column(Integer, default=0)
+    chain_depth: Mapped[int] = mapped_column(Integer, default=0)
+    parent_step_id: Mapped[str | None] = mapped_column(String(26))
+    ruleset_version: Mapped[str | None] = mapped_column(String(64))
+    routed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    runs: Mapped[list[Run]] = relationship(back_populates="event", order_by="Run.id", lazy="raise")
+
+
+class Run(Base):
+    """One rule matched for one event: its steps run in order."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_status_created", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(64), index=True)
+    rule_location: Mapped[str] = mapped_column(String(1024), default="")
+    ruleset_version: Mapped[str] = mapped_column(String(64), default="")
+    # pending → running → succeeded | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    event: Mapped[Event] = relationship(back_populates="runs", lazy="raise")
+    steps: Mapped[list[RunStep]] = relationship(back_populates="run", order_by="RunStep.position", lazy="raise")
+
+
+class RunStep(Base):
+    """One step of a run: what was rendered, what came back, how it ended."""
+
+    __tablename__ = "run_steps"
+    __table_args__ = (UniqueConstraint("run_id", "position", name="uq_run_steps_position"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    step_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    # pending → running → succeeded | failed | skipped
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    rendered: Mapped[Any] = mapped_column(JSON, nullable=True)
+    output: Mapped[Any] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts_count: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    run: Mapped[Run] = relationship(back_populates="steps", lazy="raise")
+    attempts: Mapped[list[Attempt]] = relationship(back_populates="step", order_by="Attempt.number", lazy="raise")
+
+
+class Attempt(Base):
+    """One try of one step: the request summary, the response and the time it took."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_step_id: Mapped[str] = mapped_column(ForeignKey("run_steps.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[float] = mapped_column()
+    request: Mapped[Any] = mapped_column(JSON, nullable=True)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    # succeeded | failed
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    retryable: Mapped[bool] = mapped_column(default=False)
+
+    step: Mapped[RunStep] = relationship(back_populates="attempts", lazy="raise")
+
+
+class InboxRequest(Base):
+    """A request caught by the built-in inbox at ``/inbox/{name}``."""
+
+    __tablename__ = "inbox_requests"
+    __table_args__ = (Index("ix_inbox_name_id", "name", "id"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(2048))
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    query: Mapped[dict[str, Any]] = mapped_column(JSON)
+    body_text: Mapped[str] = mapped_column(Text)
+    body: Mapped[Any] = mapped_column(JSON, nullable=True)

