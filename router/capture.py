@@ -33,10 +33,10 @@ async def insert_events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -
     keyed = [r for r in rows if r.get("dedupe_key")]
     plain = [r for r in rows if not r.get("dedupe_key")]
     if plain:
-        await conn.execute(Event.__table__.insert(), plain)
+        await conn.execute(insert(Event), plain)
     if not keyed:
         return [(r["id"], False) for r in rows]
-    stmt = insert(Event.__table__).on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
+    stmt = insert(Event).on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
     await conn.execute(stmt, keyed)
     pairs = {(r["source"], r["dedupe_key"]) for r in keyed}
     found = await conn.execute(

@@ -14,7 +14,7 @@ from jmespath.parser import ParsedResult
 from router.errors import TemplateRenderError
 
 
-class _Functions(jmes_functions.Functions):
+class _Functions(jmes_functions.Functions):  # type: ignore[misc]
     """JMESPath's built-ins; custom functions are added here."""
 
 

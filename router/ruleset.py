@@ -93,6 +93,8 @@ def _pydantic_message(err: Mapping[str, Any], model: type[Any] | None = None) ->
     kind = err["type"]
     if kind == "string_pattern_mismatch" and "a-z0-9" in str(err.get("ctx", {}).get("pattern", "")):
         return "must be a slug: lower-case letters, digits, '-' and '_', starting with a letter or digit"
+    if kind == "too_short":
+        return f"needs at least {err.get('ctx', {}).get('min_length', 1)} item(s)"
     msg = _FRIENDLY.get(kind) or str(err["msg"])
     if kind == "extra_forbidden" and model is not None:
         fields = sorted(f.alias or name for name, f in model.model_fields.items())
@@ -286,9 +288,10 @@ def load_ruleset(
     loader = _Loader(env, allow_missing_secrets)
     digest = hashlib.sha256()
     parsed: list[tuple[Locator, RuleFile]] = []
-    for path in rule_files(root):
-        display = _display(path)
-        text = path.read_bytes()
+    path: Path_
+    for file_path in rule_files(root):
+        display = _display(file_path)
+        text = file_path.read_bytes()
         digest.update(display.encode() + b"\0" + text + b"\0")
         data, locator, errors = parse_yaml(text, display)
         loader.errors.extend(errors)
@@ -301,7 +304,7 @@ def load_ruleset(
     raw_sources: dict[str, str] = {}
     for locator, model in parsed:
         for i, src in enumerate(model.sources):
-            path: Path_ = ("sources", i)
+            path = ("sources", i)
             if src.id in raw_sources:
                 loader.error(
                     f"source id {src.id!r} is already defined at {raw_sources[src.id]}", locator, (*path, "id")
@@ -322,9 +325,9 @@ def load_ruleset(
     if loader.errors:
         raise RuleSetError(loader.errors)
     by_source: dict[str, list[CompiledRule]] = {}
-    for rule in rules.values():
-        if rule.enabled:
-            by_source.setdefault(rule.source, []).append(rule)
+    for compiled in rules.values():
+        if compiled.enabled:
+            by_source.setdefault(compiled.source, []).append(compiled)
     return RuleSet(
         sources=sources,
         rules=rules,

@@ -28,7 +28,7 @@ class Verify(_Model):
 
     scheme: str = Field(
         description="Signature scheme.",
-        json_schema_extra={"enum": sorted(SCHEMES)},
+        json_schema_extra={"enum": list[Any](sorted(SCHEMES))},
         examples=["github", "stripe", "standard"],
     )
     secret: str | None = Field(
@@ -61,7 +61,7 @@ class Step(_Model):
     """One action of a rule; steps run in order and may read earlier steps' output."""
 
     id: Slug = Field(description="Step id, unique in its rule; later steps read `steps.<id>`.")
-    action: str = Field(description="The action to run.", json_schema_extra={"enum": sorted(ACTIONS)})
+    action: str = Field(description="The action to run.", json_schema_extra={"enum": list[Any](sorted(ACTIONS))})
     when: str | None = Field(None, description="JMESPath; the step runs only when it is truthy.")
     with_: dict[str, Any] = Field(
         default_factory=dict,

@@ -155,10 +155,14 @@ def step_references(source: str) -> set[str]:
         return set()
     found: set[str] = set()
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-        target = node.node
+        target = getattr(node, "node", None)
         if isinstance(target, nodes.Name) and target.name == "steps":
             if isinstance(node, nodes.Getattr):
                 found.add(node.attr)
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            elif (
+                isinstance(node, nodes.Getitem)
+                and isinstance(node.arg, nodes.Const)
+                and isinstance(node.arg.value, str)
+            ):
                 found.add(node.arg.value)
     return found

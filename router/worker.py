@@ -74,6 +74,8 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["state"] = state if state is not None else await create_state(settings)
         ctx["state"].redis = ctx["redis"]
+        if burst:  # no cron in burst mode: sweep once, then drain the queue
+            await sweep(ctx)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if own_state and "state" in ctx:
@@ -82,7 +84,7 @@ def build_worker(
     step = max(1, int(settings.sweep_interval))
     return Worker(
         functions=[func(process_event, timeout=60, max_tries=20), func(execute_run, timeout=600, max_tries=20)],
-        cron_jobs=[cron(sweep, second=set(range(0, 60, step)), run_at_startup=True, timeout=60)],
+        cron_jobs=None if burst else [cron(sweep, second=set(range(0, 60, step)), run_at_startup=True, timeout=60)],
         queue_name=QUEUE,
         redis_settings=redis_settings(settings.redis_url),
         redis_pool=redis_pool,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from router.errors import RuleError
@@ -37,7 +37,17 @@ class Locator:
         return f"{self.file}:{line}:{col}" if line else self.file
 
 
+class _TagError(Exception):
+    def __init__(self, tag: str, path: Path_) -> None:
+        self.tag, self.path = tag, path
+
+
 def _plain(node: Any, path: Path_, positions: dict[Path_, tuple[int, int]]) -> Any:
+    tag = getattr(getattr(node, "tag", None), "value", None)
+    if tag:
+        raise _TagError(str(tag).replace("tag:yaml.org,2002:", "!!"), path)
+    if isinstance(node, TaggedScalar):
+        raise _TagError(str(node.tag), path)
     if isinstance(node, CommentedMap):
         positions.setdefault(path, (node.lc.line + 1, node.lc.col + 1))
         out: dict[str, Any] = {}
@@ -93,4 +103,9 @@ def parse_yaml(text: bytes, file: str) -> tuple[Any, Locator, list[RuleError]]:
         return None, locator, [RuleError(f"invalid YAML: {problem}", file=file, line=line, col=col)]
     except YAMLError as exc:
         return None, locator, [RuleError(f"invalid YAML: {exc}", file=file)]
-    return _plain(node, (), locator.positions), locator, []
+    try:
+        return _plain(node, (), locator.positions), locator, []
+    except _TagError as exc:
+        line, col = locator.position(exc.path)
+        message = f"YAML tags such as {exc.tag} are not allowed in rule files; remove the tag"
+        return None, locator, [RuleError(message, file=file, line=line, col=col)]

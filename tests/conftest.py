@@ -19,7 +19,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,13 +225,13 @@ def router_factory(tmp_path: Path, redis_clean: str, sqlite_url: str) -> RouterF
         old = {k: os.environ.get(k) for k in (env or {})}
         os.environ.update(env or {})
         try:
-            settings = load_settings(
-                database_url=database_url or sqlite_url,
-                redis_url=redis_clean,
-                rules_dir=rules_dir,
-                sweep_interval=2,
-                **overrides,
-            )
+            values: dict[str, Any] = {
+                "database_url": database_url or sqlite_url,
+                "redis_url": redis_clean,
+                "rules_dir": rules_dir,
+                "sweep_interval": 2,
+            }
+            settings = load_settings(**(values | overrides))
             app = create_app(settings, embedded_worker=worker)
             async with AsyncTestClient(app) as client:
                 yield Router(client, settings)
@@ -243,6 +243,29 @@ def router_factory(tmp_path: Path, redis_clean: str, sqlite_url: str) -> RouterF
                     os.environ[k] = v
 
     return make
+
+
+@contextmanager
+def live_server(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with a real uvicorn on a free loopback port (in a thread); yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:

@@ -56,20 +56,19 @@ async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
         raise IngestError(
             413, "Request body too large", f"the body is {length} bytes; the limit is {limit} (ROUTER_MAX_BODY_BYTES)"
         )
+    too_large = IngestError(
+        413, "Request body too large", f"the body is over the limit of {limit} bytes (ROUTER_MAX_BODY_BYTES)"
+    )
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise IngestError(
-                    413,
-                    "Request body too large",
-                    f"the body is over the limit of {limit} bytes (ROUTER_MAX_BODY_BYTES)",
-                )
+                raise too_large
             chunks.append(chunk)
-    except RequestEntityTooLarge:
-        raise IngestError(413, "Request body too large", f"the limit is {limit} bytes") from None
+    except RequestEntityTooLarge:  # Litestar's own limit, set to the same value
+        raise too_large from None
     return b"".join(chunks)
 
 
