@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 import structlog
@@ -31,8 +32,12 @@ def on_http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Respo
     extra: dict[str, Any] = {}
     if isinstance(exc, ValidationException) and exc.extra:
         extra["errors"] = exc.extra
-    title = {413: "Request body too large"}.get(exc.status_code, exc.detail)
-    detail = exc.detail if title != exc.detail else ""
+    try:
+        phrase = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        phrase = "Error"
+    title = {413: "Request body too large", 400: "Invalid request"}.get(exc.status_code, phrase)
+    detail = exc.detail if exc.detail and exc.detail != phrase else ""
     return problem(exc.status_code, title, detail, **extra)
 
 
