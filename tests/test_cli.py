@@ -134,7 +134,7 @@ def test_bad_setting_names_the_variable_and_accepted_values(monkeypatch: pytest.
     assert "ROUTER_SMTP_PORT='ninety'" in result.output
     monkeypatch.setenv("ROUTER_SMTP_PORT", "25")
     monkeypatch.setenv("ROUTER_DATABASE_URL", "mysql://nope")
-    with pytest.raises(SettingsError, match="ROUTER_DATABASE_URL='mysql://nope'.*accepted: a SQLAlchemy async URL"):
+    with pytest.raises(SettingsError, match=r"ROUTER_DATABASE_URL='mysql://nope'.*accepted: a SQLAlchemy async URL"):
         load_settings()
 
 
