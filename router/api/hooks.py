@@ -75,7 +75,7 @@ async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
 @route(
     "/inbox/{name:str}",
     http_method=["GET", "POST", "PUT", "PATCH", "DELETE"],
-    operation_id="CatchRequest",
+    operation_id=lambda _handler, method, _path: f"CatchRequest{str(method).title()}",
     tags=["inbox"],
     status_code=200,
     summary="Catch any request in the built-in inbox",

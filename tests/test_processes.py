@@ -1,0 +1,158 @@
+"""The real commands as separate processes: `router serve` + `router worker`, and `router dev` on embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import REPO, free_port
+
+
+@contextmanager
+def running(args: list[str], env: dict[str, str], cwd: Path, ready_url: str | None = None) -> Iterator[Any]:
+    log = cwd / f"{args[0]}-{int(time.time() * 1000)}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "router", *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        if ready_url:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(ready_url, timeout=1).status_code < 500:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"{args} did not start:\n{log.read_text()}")
+                time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    if proc.returncode not in (0, -15):
+        print(log.read_text())
+
+
+def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
+    env |= {"ROUTER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'router.db'}", "PYTHONPATH": str(REPO)}
+    return env | extra
+
+
+def wait_inbox(url: str, name: str, timeout: float = 10.0) -> tuple[list[dict[str, Any]], float]:
+    start = time.monotonic()
+    while True:
+        items: list[dict[str, Any]] = httpx.get(f"{url}/api/inbox/{name}").json()["requests"]
+        if items or time.monotonic() - start > timeout:
+            return items, time.monotonic() - start
+        time.sleep(0.02)
+
+
+def copy_examples(tmp_path: Path) -> Path:
+    shutil.copytree(REPO / "rules", tmp_path / "rules")
+    shutil.copytree(REPO / "samples", tmp_path / "samples")
+    return tmp_path
+
+
+def test_serve_and_worker_processes_deliver_a_signed_push(tmp_path: Path, redis_clean: str) -> None:
+    cwd = copy_examples(tmp_path)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = base_env(
+        tmp_path,
+        ROUTER_REDIS_URL=redis_clean,
+        ROUTER_SECRET_SLACK_WEBHOOK_URL=f"{url}/inbox/slack",
+        GITHUB_WEBHOOK_SECRET="proc-secret",
+    )
+    with (
+        running(["serve", "--port", str(port), "--workers", "2"], env, cwd, ready_url=f"{url}/health"),
+        running(["worker"], env, cwd),
+    ):
+        health = httpx.get(f"{url}/health")
+        assert health.status_code == 200, health.text
+        sent = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "router",
+                "send",
+                "github",
+                "samples/github-push.json",
+                "--url",
+                url,
+                "-H",
+                "X-GitHub-Event: push",
+                "-H",
+                "X-GitHub-Delivery: proc-1",
+            ],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert sent.stdout.startswith("202 ")
+        items, _ = wait_inbox(url, "slack")
+        events = httpx.get(f"{url}/api/events").json()["events"]
+    assert len(items) == 1
+    assert "pushed" in items[0]["body"]["text"]
+    assert events[0]["status"] == "succeeded"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="embedded Redis is a Linux binary here")
+def test_dev_runs_on_embedded_defaults_and_the_tour_works(tmp_path: Path) -> None:
+    cwd = copy_examples(tmp_path)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = base_env(tmp_path, ROUTER_SECRET_SLACK_WEBHOOK_URL=f"{url}/inbox/slack")
+    env.pop("ROUTER_DATABASE_URL")  # the default: a SQLite file under ./data/
+    with running(["dev", "--port", str(port)], env, cwd, ready_url=f"{url}/health"):
+        assert httpx.get(f"{url}/health").json()["status"] == "ok"
+        body = (cwd / "samples" / "github-push.json").read_bytes()
+        sent = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "router",
+                "send",
+                "github",
+                "samples/github-push.json",
+                "--url",
+                url,
+                "-H",
+                "X-GitHub-Event: push",
+            ],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        items, waited = wait_inbox(url, "slack")
+        schema = httpx.get(f"{url}/schema/openapi.json")
+    assert (cwd / "data" / "router.db").exists()
+    assert len(items) == 1, "the Slack-shaped message did not reach the inbox"
+    assert waited < 1.0, f"delivery took {waited:.2f} s"
+    repo = json.loads(body)["repository"]["full_name"]
+    assert repo in items[0]["body"]["text"]
+    assert schema.status_code == 200
+    assert "/hooks/{source}" in schema.json()["paths"]
