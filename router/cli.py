@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from router.errors import RouterError, RuleSetError, SettingsError
+from router.errors import RuleSetError, SettingsError
 from router.settings import Settings, load_settings
 
 DEFAULT_HOST = "127.0.0.1"
@@ -23,6 +23,36 @@ def _settings(**overrides: Any) -> Settings:
         return load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _safe_url(url: str) -> str:
+    """A URL fit to print: any password replaced."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def _prepare_database(settings: Settings) -> None:
+    """Open the database and apply migrations, or stop with a message naming the URL and the reason."""
+    from router import db
+
+    async def run() -> None:
+        engine = db.create_engine(settings.database_url)
+        try:
+            await db.migrate(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise click.ClickException(
+            f"cannot open the database at {_safe_url(settings.database_url)} (ROUTER_DATABASE_URL): {reason}"
+        ) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,6 +93,7 @@ def dev(host: str, port: int) -> None:
         embedded, url = _embedded_redis(data_dir)
         settings = settings.model_copy(update={"redis_url": url})
         click.echo(f"embedded Redis: {url}")
+    _prepare_database(settings)
     app = create_app(settings, embedded_worker=True)
     click.echo(
         f"Event Router dev: http://{host}:{port}  (rules: {settings.rules_dir}, database: {settings.database_url})"
@@ -87,6 +118,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
     settings = _settings()
     configure(settings.log_level)
+    _prepare_database(settings)
     click.echo(f"Event Router: http://{host}:{port}  ({workers} web process(es))")
     uvicorn.run(
         "router.app:create_app",
@@ -108,6 +140,7 @@ def worker(burst: bool) -> None:
 
     settings = _settings()
     configure(settings.log_level)
+    _prepare_database(settings)
     w = build_worker(settings, burst=burst)
     asyncio.set_event_loop(asyncio.new_event_loop())
     w.run()
@@ -217,22 +250,10 @@ def db_group() -> None:
 @db_group.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration to ROUTER_DATABASE_URL."""
-    from router import db
 
     settings = _settings()
-
-    async def run() -> None:
-        engine = db.create_engine(settings.database_url)
-        try:
-            await db.migrate(engine)
-        finally:
-            await engine.dispose()
-
-    try:
-        asyncio.run(run())
-    except (OSError, RouterError) as exc:
-        raise click.ClickException(f"migration failed: {exc}") from None
-    click.echo(f"database at {settings.database_url} is up to date")
+    _prepare_database(settings)
+    click.echo(f"database at {_safe_url(settings.database_url)} is up to date")
 
 
 if __name__ == "__main__":  # pragma: no cover
