@@ -7,6 +7,7 @@ timeouts, 408, 429, 5xx) or permanent (any other status outside the success set)
 
 from __future__ import annotations
 
+import asyncio
 import json
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -83,24 +84,30 @@ async def send(
     if params:
         summary["query"] = params
     try:
+        # httpx's ``params=`` replaces a query already in the URL; merge instead, so
+        # ``url: https://api/x?api-version=2`` keeps its parameters (a same-named ``query`` key wins).
+        target = httpx.URL(url).copy_merge_params(params) if params else url
         request = client.build_request(
-            method, url, headers=headers, params=params, json=json_body, content=content, timeout=timeout
+            method, target, headers=headers, json=json_body, content=content, timeout=timeout
         )
         summary["url"] = str(request.url)
         body_bytes = request.content
         summary["body"] = body_bytes[:SNIPPET_BYTES].decode("utf-8", errors="replace")
-        response = await client.send(request, stream=True)
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_RESPONSE_BYTES:
-                    raise PermanentError(f"response body over {MAX_RESPONSE_BYTES} bytes", request=summary)
-                chunks.append(chunk)
-        finally:
-            await response.aclose()
-    except httpx.TimeoutException:
+        # httpx's timeout bounds each connect/read/write; this bounds the whole exchange, so a
+        # server trickling its answer byte by byte cannot hold a worker slot past ``timeout``.
+        async with asyncio.timeout(timeout):
+            response = await client.send(request, stream=True)
+            try:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_RESPONSE_BYTES:
+                        raise PermanentError(f"response body over {MAX_RESPONSE_BYTES} bytes", request=summary)
+                    chunks.append(chunk)
+            finally:
+                await response.aclose()
+    except (httpx.TimeoutException, TimeoutError):
         raise TransientError(f"timed out after {timeout:g} s", request=summary) from None
     except httpx.UnsupportedProtocol:
         raise PermanentError(f"unsupported URL scheme in {url!r}; use http or https", request=summary) from None

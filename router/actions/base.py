@@ -19,9 +19,13 @@ EmitFn = Callable[[str, Any, dict[str, str], str], Awaitable[str]]
 
 
 class ActionConfig(BaseModel):
-    """Base of every action's settings; unknown keys are errors."""
+    """Base of every action's settings; unknown keys are errors.
 
-    model_config = ConfigDict(extra="forbid")
+    A string setting that is exactly one ``{{ expr }}`` keeps the expression's type, so a number
+    (an order number, a count) reaching a text field is turned into its text instead of failing.
+    """
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
 @dataclass

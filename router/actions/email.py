@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate
-from typing import Any
+from typing import Annotated, Any
 
 import aiosmtplib
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from router.actions._fields import check_header_text
 from router.actions.base import Action, ActionConfig, ActionContext, StepResult
@@ -21,29 +22,50 @@ def _address(value: str) -> str:
     check_header_text(value, "address")
     try:
         Address(addr_spec=value.strip().rsplit("<", 1)[-1].rstrip(">").strip())
-    except (ValueError, IndexError, TypeError) as exc:
+    except (ValueError, IndexError, TypeError, HeaderParseError) as exc:
+        # HeaderParseError is no ValueError: unconverted, it escaped pydantic and crashed the run.
         raise ValueError(f"not a valid email address: {value!r} ({exc})") from None
     if "@" not in value:
         raise ValueError(f"not a valid email address: {value!r}")
     return value.strip()
 
 
-def _address_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list):
-        raise ValueError("must be an address or a list of addresses")
-    out: list[str] = []
-    for item in items:
-        out.extend(_address(part) for part in str(item).split(",") if part.strip())
-    return out
+def _split_addresses(text: str) -> list[str]:
+    """Split ``a@x, "Doe, Jane" <j@x>`` on the commas outside quotes and angle brackets."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = angle = False
+    for char in text:
+        if char == '"' and not angle:
+            quoted = not quoted
+        elif char == "<" and not quoted:
+            angle = True
+        elif char == ">" and not quoted:
+            angle = False
+        elif char == "," and not quoted and not angle:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _address_item(value: str) -> str:
+    """One item of an address list: an address, or several separated by commas (each checked)."""
+    return ", ".join(_address(part) for part in _split_addresses(value))
+
+
+# Items are checked one by one so an error names its index (``with.to.1``): at load, an item that
+# is a template is then recognised as such and left to render time, while its literal neighbours
+# are still checked.
+AddressItem = Annotated[str, AfterValidator(_address_item)]
 
 
 class EmailConfig(ActionConfig):
-    to: list[str] = Field(description="Recipient address or list of addresses.")
-    cc: list[str] = Field(default_factory=list, description="Copy recipients.")
-    bcc: list[str] = Field(default_factory=list, description="Blind-copy recipients (not shown in headers).")
+    to: list[AddressItem] = Field(description="Recipient address or list of addresses.")
+    cc: list[AddressItem] = Field(default_factory=list, description="Copy recipients.")
+    bcc: list[AddressItem] = Field(default_factory=list, description="Blind-copy recipients (not shown in headers).")
     subject: str = Field(description="Subject line.")
     text: str | None = Field(None, description="Plain-text body.")
     html: str | None = Field(None, description="HTML body.")
@@ -53,8 +75,19 @@ class EmailConfig(ActionConfig):
 
     @field_validator("to", "cc", "bcc", mode="before")
     @classmethod
-    def _lists(cls, value: Any) -> list[str]:
-        return _address_list(value)
+    def _as_list(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list):
+            raise ValueError("must be an address or a list of addresses")
+        return value
+
+    @field_validator("to", "cc", "bcc")
+    @classmethod
+    def _flatten(cls, value: list[str]) -> list[str]:
+        return [address for item in value for address in _split_addresses(item)]
 
     @field_validator("from_", "reply_to")
     @classmethod
@@ -121,7 +154,8 @@ class EmailAction(Action):
             cls = TransientError if 400 <= exc.code < 500 else PermanentError
             raise cls(f"SMTP server answered {exc.code}: {exc.message}", request=summary) from None
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            raise PermanentError(f"SMTP server refused every recipient: {exc.recipients}", request=summary) from None
+            refusals = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+            raise PermanentError(f"SMTP server refused every recipient: {refusals}", request=summary) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise TransientError(f"SMTP delivery failed: {type(exc).__name__}: {exc}", request=summary) from None
         refused = {addr: f"{code} {text}" for addr, (code, text) in errors.items()}

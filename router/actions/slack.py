@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from router import http as egress
-from router.actions._fields import check_url
+from router.actions._fields import check_header_text, check_url
 from router.actions.base import Action, ActionConfig, ActionContext, StepResult
 from router.errors import PermanentError, TransientError
 
@@ -27,6 +27,12 @@ class SlackConfig(ActionConfig):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return check_url(value) if value is not None else None
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: str | None) -> str | None:
+        # Refused here, the message cannot carry the token (the HTTP layer's error would quote it).
+        return check_header_text(value, "token") if value is not None else None
 
     @model_validator(mode="after")
     def _mode(self) -> SlackConfig:
