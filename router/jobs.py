@@ -7,6 +7,7 @@ says exactly where it stopped. Jobs are idempotent: running one twice does no wo
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -180,26 +181,27 @@ def _skipped_output() -> dict[str, Any]:
 async def _execute_step(
     state: WorkerState, event: Event, row: RunStep, step: Any, ctx: dict[str, Any], ruleset: RuleSet
 ) -> str | None:
-    """Execute one step and record it; return the error message if it failed."""
-    rendered = render_step(step, ctx)
+    """Execute one step and record it; return the (redacted) error message if it failed."""
     started = utcnow()
     t0 = time.perf_counter()
+    secrets = ruleset.secrets
+    rendered = render_step(step, ctx)
     if rendered.skipped:
-        await _save_step(state, row, status="skipped", started=started)
+        await _save_step(state, row, secrets, status="skipped", started=started)
         return None
     if rendered.error is not None:
         message = str(rendered.error)
         await _save_step(
             state,
             row,
+            secrets,
             status="failed",
             started=started,
             error=message,
-            rendered=redact(rendered.with_, ruleset.secrets),
-            attempt={"request": None, "error": message, "retryable": False, "t0": t0},
+            rendered=rendered.with_,
+            attempt=Attempted(t0, error=message),
         )
-        return message
-    action = ACTIONS[step.action]
+        return str(redact(message, secrets))
     actx = ActionContext(
         http=state.http,
         settings=state.settings,
@@ -209,85 +211,102 @@ async def _execute_step(
         step_ref=row.id,
         emit=lambda *a: _emit(state, ruleset, event, row, *a),
     )
-    safe_with = redact(rendered.with_, ruleset.secrets)
     try:
-        result = await action.execute(rendered.config, actx)
+        result = await ACTIONS[step.action].execute(rendered.config, actx)
     except ActionError as exc:
         await _save_step(
             state,
             row,
+            secrets,
             status="failed",
             started=started,
             error=exc.message,
-            rendered=safe_with,
-            output=redact(exc.response, ruleset.secrets),
-            attempt={
-                "request": redact(exc.request, ruleset.secrets),
-                "error": exc.message,
-                "retryable": exc.retryable,
-                "t0": t0,
-                "response": exc.response,
-            },
+            rendered=rendered.with_,
+            output=exc.response,
+            attempt=Attempted(t0, exc.request, exc.response, exc.message, exc.retryable),
         )
-        log.warning("step_failed", step=row.step_id, event_id=event.id, error=exc.message)
-        return exc.message
+        log.warning("step_failed", step=row.step_id, event_id=event.id, error=redact(exc.message, secrets))
+        return str(redact(exc.message, secrets))
+    except Exception as exc:  # a bug must not leave the run stuck in `running`
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        log.exception("step_crashed", step=row.step_id, event_id=event.id)
+        await _save_step(
+            state,
+            row,
+            secrets,
+            status="failed",
+            started=started,
+            error=message,
+            rendered=rendered.with_,
+            attempt=Attempted(t0, error=message),
+        )
+        return str(redact(message, secrets))
     output = result.output()
     await _save_step(
         state,
         row,
+        secrets,
         status="succeeded",
         started=started,
-        rendered=safe_with,
+        rendered=rendered.with_,
         output=output,
-        attempt={
-            "request": redact(result.request, ruleset.secrets),
-            "error": None,
-            "retryable": False,
-            "t0": t0,
-            "response": output,
-        },
+        attempt=Attempted(t0, result.request, output),
     )
     return None
+
+
+@dataclass
+class Attempted:
+    """What one try sent and got back, before it is recorded."""
+
+    t0: float
+    request: Any = None
+    response: Any = None
+    error: str | None = None
+    retryable: bool = False
 
 
 async def _save_step(
     state: WorkerState,
     row: RunStep,
+    secrets: Mapping[str, str],
     *,
     status: str,
     started: datetime,
     error: str | None = None,
     rendered: Any = None,
     output: Any = None,
-    attempt: dict[str, Any] | None = None,
+    attempt: Attempted | None = None,
 ) -> None:
+    """Record a step's outcome and its attempt; every value is redacted of secrets first."""
+    error, rendered, output = redact(error, secrets), redact(rendered, secrets), redact(output, secrets)
     row.status, row.error, row.rendered, row.output = status, error, rendered, output
+    values: dict[str, Any] = {
+        "status": status,
+        "error": error,
+        "rendered": rendered,
+        "output": output,
+        "started_at": started,
+        "finished_at": utcnow(),
+    }
     async with state.sessions.begin() as session:
-        values: dict[str, Any] = {
-            "status": status,
-            "error": error,
-            "rendered": rendered,
-            "output": output,
-            "started_at": started,
-            "finished_at": utcnow(),
-        }
         if attempt is not None:
             row.attempts_count += 1
             values["attempts_count"] = row.attempts_count
-            response = attempt.get("response") or {}
+            response = redact(attempt.response, secrets) or {}
             body = response.get("snippet", response.get("body"))
             session.add(
                 Attempt(
                     run_step_id=row.id,
                     number=row.attempts_count,
                     started_at=started,
-                    duration_ms=round((time.perf_counter() - attempt["t0"]) * 1000, 3),
-                    request=attempt["request"],
+                    duration_ms=round((time.perf_counter() - attempt.t0) * 1000, 3),
+                    request=redact(attempt.request, secrets),
                     response_status=response.get("status"),
                     response_body=None if body is None else (body if isinstance(body, str) else _json(body))[:4096],
-                    outcome="failed" if attempt["error"] else "succeeded",
-                    error=attempt["error"],
-                    retryable=attempt["retryable"],
+                    outcome="failed" if attempt.error else "succeeded",
+                    error=redact(attempt.error, secrets),
+                    retryable=attempt.retryable,
                 )
             )
         await session.execute(update(RunStep).where(RunStep.id == row.id).values(**values))

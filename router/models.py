@@ -114,7 +114,7 @@ class RunStep(Base):
     action: Mapped[str] = mapped_column(String(32))
     # pending → running → succeeded | failed | skipped
     status: Mapped[str] = mapped_column(String(16), default="pending")
-    idempotency_key: Mapped[str] = mapped_column(String(128))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
     rendered: Mapped[Any] = mapped_column(JSON, nullable=True)
     output: Mapped[Any] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text)

@@ -22,7 +22,7 @@ from router.errors import RuleError, RuleSetError
 from router.matcher import Expression, compile_expression, syntax_error_message
 from router.schema import Rule, RuleFile, Source
 from router.signatures import SCHEMES, VerifyConfig
-from router.templating import Compiled, compile_tree, step_references
+from router.templating import Compiled, compile_tree, has_template, step_references
 from router.yamlfile import Locator, parse_yaml
 
 Path_ = tuple[str | int, ...]
@@ -266,7 +266,7 @@ def _under_template(tree: Any, loc: tuple[Any, ...]) -> bool:
             node = node[part]
         else:
             return False
-    return isinstance(node, Compiled)
+    return isinstance(node, Compiled) or has_template(node)
 
 
 def rule_files(rules_dir: Path) -> list[Path]:

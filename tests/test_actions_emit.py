@@ -201,14 +201,6 @@ async def test_emit_into_an_unknown_source_fails(router_factory: RouterFactory, 
 async def test_longest_ids_make_stable_keys(
     router_factory: RouterFactory, httpserver: HTTPServer, database_url: str, request: pytest.FixtureRequest
 ) -> None:
-    if database_url.startswith("postgresql"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="run_steps.idempotency_key is VARCHAR(128) but event id + 64-char rule id + 64-char step id "
-                "is 156 characters; PostgreSQL refuses the insert and the event is never routed",
-            )
-        )
     rule_id, emit_id, http_id = "r" * 64, "e" * 64, "h" * 64
     httpserver.expect_request("/call").respond_with_data("ok")
     steps = [

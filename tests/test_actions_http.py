@@ -363,11 +363,6 @@ async def test_timeouts_and_connection_errors(
 SECRET = "sk_live_0123456789"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="router/jobs.py stores ActionError.message (which quotes the URL) in run_steps/attempts/runs.error, and "
-    "the failed attempt's response_body, without redact()",
-)
 @pytest.mark.parametrize(
     ("path", "answer"),
     [("/call?key={{ secrets.API_KEY }}", "nope"), ("/call", f"bad key {SECRET}")],

@@ -88,7 +88,7 @@ def upgrade() -> None:
         sa.Column("step_id", sa.String(length=64), nullable=False),
         sa.Column("action", sa.String(length=32), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("idempotency_key", sa.String(length=128), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=200), nullable=False),
         sa.Column("rendered", sa.JSON(), nullable=True),
         sa.Column("output", sa.JSON(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
