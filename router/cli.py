@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ def dev(host: str, port: int) -> None:
 
     settings = _settings()
     configure(settings.log_level)
+    _prepare_database(settings)
     embedded = None
     if settings.redis_url is None:
         db_path = settings.database_url.split(":///", 1)[-1]
@@ -93,12 +95,14 @@ def dev(host: str, port: int) -> None:
         embedded, url = _embedded_redis(data_dir)
         settings = settings.model_copy(update={"redis_url": url})
         click.echo(f"embedded Redis: {url}")
-    _prepare_database(settings)
     app = create_app(settings, embedded_worker=True)
     click.echo(
-        f"Event Router dev: http://{host}:{port}  (rules: {settings.rules_dir}, database: {settings.database_url})"
+        f"Event Router dev: http://{host}:{port}  (rules: {settings.rules_dir}, "
+        f"database: {_safe_url(settings.database_url)})"
     )
     click.echo(f"  send webhooks to http://{host}:{port}/hooks/<source>; API docs at http://{host}:{port}/schema")
+    # uvicorn re-raises SIGTERM once it has shut down; turn it into an exit so the embedded Redis stops too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:

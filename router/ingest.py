@@ -20,7 +20,7 @@ from router.errors import IngestError, SignatureError, TemplateRenderError
 from router.models import new_id
 from router.routing import build_context, event_dict
 from router.ruleset import CompiledSource, RuleSet
-from router.signatures import verify
+from router.signatures import SCHEMES, VerifyConfig, verify
 
 _json = msgspec.json.Decoder()
 
@@ -121,7 +121,18 @@ def accept(ruleset: RuleSet, req: Incoming, *, chain_depth: int = 0) -> dict[str
     source = find_source(ruleset, req.source)
     check_signature(source, req)
     body = parse_body(req.raw, req.content_type)
+    if source.verify is not None:
+        mask_secrets(source.verify, req)
     return new_event_row(source, req, body, chain_depth=chain_depth)
+
+
+def mask_secrets(cfg: VerifyConfig, req: Incoming) -> None:
+    """A shared-secret token must not be stored with the event: replace it once it has been checked."""
+    headers, query = SCHEMES[cfg.scheme].secret_fields(cfg)
+    for name in headers & req.headers.keys():
+        req.headers[name] = "[redacted]"
+    for name in query & req.query.keys():
+        req.query[name] = "[redacted]"
 
 
 def new_event_row(

@@ -22,8 +22,10 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -43,6 +45,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database (SQLite stores none, so it is put back on load)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, Any: JSON}
 
@@ -59,7 +73,7 @@ class Event(Base):
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
     source: Mapped[str] = mapped_column(String(64))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     method: Mapped[str] = mapped_column(String(16))
     path: Mapped[str] = mapped_column(String(2048))
     headers: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -74,7 +88,7 @@ class Event(Base):
     chain_depth: Mapped[int] = mapped_column(Integer, default=0)
     parent_step_id: Mapped[str | None] = mapped_column(String(26))
     ruleset_version: Mapped[str | None] = mapped_column(String(64))
-    routed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     runs: Mapped[list[Run]] = relationship(back_populates="event", order_by="Run.id", lazy="raise")
 
@@ -93,9 +107,9 @@ class Run(Base):
     # pending → running → succeeded | failed
     status: Mapped[str] = mapped_column(String(16), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     event: Mapped[Event] = relationship(back_populates="runs", lazy="raise")
     steps: Mapped[list[RunStep]] = relationship(back_populates="run", order_by="RunStep.position", lazy="raise")
@@ -119,8 +133,8 @@ class RunStep(Base):
     output: Mapped[Any] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text)
     attempts_count: Mapped[int] = mapped_column(Integer, default=0)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     run: Mapped[Run] = relationship(back_populates="steps", lazy="raise")
     attempts: Mapped[list[Attempt]] = relationship(back_populates="step", order_by="Attempt.number", lazy="raise")
@@ -134,7 +148,7 @@ class Attempt(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_step_id: Mapped[str] = mapped_column(ForeignKey("run_steps.id", ondelete="CASCADE"), index=True)
     number: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     duration_ms: Mapped[float] = mapped_column()
     request: Mapped[Any] = mapped_column(JSON, nullable=True)
     response_status: Mapped[int | None] = mapped_column(Integer)
@@ -155,7 +169,7 @@ class InboxRequest(Base):
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     method: Mapped[str] = mapped_column(String(16))
     path: Mapped[str] = mapped_column(String(2048))
     headers: Mapped[dict[str, Any]] = mapped_column(JSON)

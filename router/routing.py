@@ -67,7 +67,7 @@ def rule_matches(rule: CompiledRule, ctx: Mapping[str, Any]) -> bool:
 def match_rules(ruleset: RuleSet, source: str, ctx: Mapping[str, Any]) -> list[CompiledRule]:
     """The enabled rules of the source whose filter is truthy, in load order.
 
-    A filter that fails to evaluate does not match; it is reported by ``explain_filter_errors``.
+    A filter that fails to evaluate (a type error at run time) does not match; the dry run reports why.
     """
     matched = []
     for rule in ruleset.by_source.get(source, ()):

@@ -112,6 +112,10 @@ class Scheme:
     def sign(self, cfg: VerifyConfig, body: bytes, now: float, msg_id: str | None = None) -> Pair:
         raise NotImplementedError
 
+    def secret_fields(self, cfg: VerifyConfig) -> tuple[frozenset[str], frozenset[str]]:
+        """Header and query names that carry the secret itself; they are masked before the event is stored."""
+        return frozenset(), frozenset()
+
     def validate_secret(self, secret: str) -> str | None:
         return "secret is empty" if self.needs_secret and not secret else None
 
@@ -241,6 +245,9 @@ class Token(Scheme):
 
     def sign(self, cfg: VerifyConfig, body: bytes, now: float, msg_id: str | None = None) -> Pair:
         return {self._header(cfg): self._secret(cfg)}, {}
+
+    def secret_fields(self, cfg: VerifyConfig) -> tuple[frozenset[str], frozenset[str]]:
+        return frozenset({self._header(cfg)}), frozenset({"token"})
 
 
 class NoVerify(Scheme):

@@ -27,11 +27,21 @@ def _to_json(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, indent=indent, ensure_ascii=False, default=str)
 
 
-def make_environment() -> ImmutableSandboxedEnvironment:
+class RouterEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, with one change: on a mapping, a key wins over a method of the same name.
+
+    Payloads have fields called ``items``, ``keys`` or ``values``; ``body.items`` must be that field.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+def make_environment() -> RouterEnvironment:
     """The one environment user templates run in: immutable sandbox, undefined names are errors."""
-    env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, cache_size=0
-    )
+    env = RouterEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, cache_size=0)
     env.filters["tojson"] = _to_json
     return env
 
@@ -92,6 +102,10 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
+    if callable(value):
+        raise TypeError(
+            "the expression gives a method, not a value; to read a field named like a method, write body['name']"
+        )
     return value
 
 

@@ -81,7 +81,8 @@ def build_worker(
         if own_state and "state" in ctx:
             await close_state(ctx["state"])
 
-    step = max(1, int(settings.sweep_interval))
+    # arq cron takes a set of seconds; use the largest divisor of 60 not above the interval, so sweeps are even.
+    step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60) if d <= max(1, settings.sweep_interval))
     return Worker(
         functions=[func(process_event, timeout=60, max_tries=20), func(execute_run, timeout=600, max_tries=20)],
         cron_jobs=None if burst else [cron(sweep, second=set(range(0, 60, step)), run_at_startup=True, timeout=60)],

@@ -211,3 +211,18 @@ async def test_inbox_catches_any_request(router_factory: RouterFactory) -> None:
     assert items[1]["query"] == {"x": "1"}
     assert items[0]["body_text"] == "plain"
     assert other == []
+
+
+async def test_token_is_checked_then_masked_and_times_are_utc(router_factory: RouterFactory) -> None:
+    files = {"t.yaml": "sources:\n  - id: form\n    verify: {scheme: token, secret: form-secret-1, header: x-token}\n"}
+    async with router_factory(files, worker=False) as r:
+        wrong = await r.hook("form", {"a": 1}, headers={"x-token": "nope"})
+        by_header = await r.hook("form", {"a": 1}, headers={"x-token": "form-secret-1"})
+        by_query = await r.client.post("/hooks/form?token=form-secret-1&keep=1", json={"a": 2})
+        stored = [await r.event(x.json()["event_id"]) for x in (by_header, by_query)]
+        listing = (await r.client.get("/api/events")).json()
+    assert wrong.status_code == 401
+    assert stored[0]["headers"]["x-token"] == "[redacted]"
+    assert stored[1]["query"] == {"token": "[redacted]", "keep": "1"}
+    assert "form-secret-1" not in json.dumps(stored) + json.dumps(listing)
+    assert datetime.fromisoformat(stored[0]["received_at"]).utcoffset() == timedelta(0)

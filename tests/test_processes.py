@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import REPO, free_port
@@ -125,6 +126,10 @@ def test_dev_runs_on_embedded_defaults_and_the_tour_works(tmp_path: Path) -> Non
     env = base_env(tmp_path, ROUTER_SECRET_SLACK_WEBHOOK_URL=f"{url}/inbox/slack")
     env.pop("ROUTER_DATABASE_URL")  # the default: a SQLite file under ./data/
     with running(["dev", "--port", str(port)], env, cwd, ready_url=f"{url}/health"):
+        log = next(cwd.glob("dev-*.log")).read_text()
+        socket = log.split("embedded Redis: unix://", 1)[1].split()[0]
+        embedded = [p for p in psutil.process_iter(["cmdline"]) if socket in " ".join(p.info["cmdline"] or [])]
+        assert embedded, f"no embedded Redis is serving {socket}"
         assert httpx.get(f"{url}/health").json()["status"] == "ok"
         body = (cwd / "samples" / "github-push.json").read_bytes()
         sent = subprocess.run(
@@ -149,6 +154,8 @@ def test_dev_runs_on_embedded_defaults_and_the_tour_works(tmp_path: Path) -> Non
         assert sent.returncode == 0, sent.stdout + sent.stderr
         items, waited = wait_inbox(url, "slack")
         schema = httpx.get(f"{url}/schema/openapi.json")
+    psutil.wait_procs(embedded, timeout=10)
+    assert not [p for p in embedded if p.is_running()], "SIGTERM left the embedded Redis running"
     assert (cwd / "data" / "router.db").exists()
     assert len(items) == 1, "the Slack-shaped message did not reach the inbox"
     assert waited < 1.0, f"delivery took {waited:.2f} s"
