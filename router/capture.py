@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -38,10 +38,17 @@ async def insert_events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -
         return [(r["id"], False) for r in rows]
     stmt = insert(Event).on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
     await conn.execute(stmt, keyed)
-    pairs = {(r["source"], r["dedupe_key"]) for r in keyed}
-    found = await conn.execute(
-        select(Event.source, Event.dedupe_key, Event.id).where(tuple_(Event.source, Event.dedupe_key).in_(pairs))
-    )
+    by_source: dict[str, set[str]] = {}
+    for r in keyed:
+        by_source.setdefault(r["source"], set()).add(r["dedupe_key"])
+    # One equality on source and an IN on keys per source, so SQLite uses the unique index (a row-value
+    # IN list makes it scan the table).
+    found: list[Any] = []
+    for source, keys in by_source.items():
+        result = await conn.execute(
+            select(Event.source, Event.dedupe_key, Event.id).where(Event.source == source, Event.dedupe_key.in_(keys))
+        )
+        found.extend(result.all())
     winner = {(s, k): i for s, k, i in found}
     out = []
     for r in rows:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +53,26 @@ def _alembic_config(connection: Connection) -> Config:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest migration. Safe to run from several processes at once."""
+    """Bring the schema to the newest migration. Safe to run from several processes at once:
+    PostgreSQL takes an advisory lock, SQLite a lock file beside the database."""
 
     def _upgrade(connection: Connection) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(726354)"))
         command.upgrade(_alembic_config(connection), "head")
 
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not path or path == ":memory:":
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+        return
+    with open(f"{path}.migrate.lock", "a+b") as lock:  # noqa: ASYNC230 - once at start-up
+        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(_upgrade)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -161,3 +161,31 @@ def test_db_upgrade_creates_the_schema_and_matches_the_models(tmp_path: Path, mo
     changes, tables = asyncio.run(diff())
     assert changes == []  # a model change without a migration fails here
     assert {"events", "runs", "run_steps", "attempts", "inbox_requests"} <= tables
+
+
+def test_migrations_from_several_processes_at_once_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "ROUTER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "router", "db", "upgrade"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=60)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
+
+
+def test_unreachable_database_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROUTER_DATABASE_URL", "postgresql+asyncpg://router:hunter2@127.0.0.1:9/router")
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 1
+    assert "cannot open the database at postgresql+asyncpg://router:***@127.0.0.1:9/router" in result.output
+    assert "hunter2" not in result.output
+    assert "Traceback" not in result.output
