@@ -12,7 +12,7 @@ from arq.worker import Worker, func
 from router import db
 from router.errors import RuleSetError
 from router.http import create_client
-from router.jobs import RulesHolder, WorkerState, execute_run, process_event, sweep
+from router.jobs import JOB_TIMEOUT, RulesHolder, WorkerState, execute_run, process_event, sweep
 from router.ruleset import load_ruleset
 from router.settings import Settings
 
@@ -84,7 +84,7 @@ def build_worker(
     # arq cron takes a set of seconds; use the largest divisor of 60 not above the interval, so sweeps are even.
     step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60) if d <= max(1, settings.sweep_interval))
     return Worker(
-        functions=[func(process_event, timeout=60, max_tries=20), func(execute_run, timeout=600, max_tries=20)],
+        functions=[func(process_event, max_tries=20), func(execute_run, max_tries=20)],
         cron_jobs=None if burst else [cron(sweep, second=set(range(0, 60, step)), run_at_startup=True, timeout=60)],
         queue_name=QUEUE,
         redis_settings=redis_settings(settings.redis_url),
@@ -96,7 +96,7 @@ def build_worker(
         poll_delay=settings.poll_delay,
         max_jobs=settings.worker_max_jobs,
         keep_result=0,
-        job_timeout=600,
+        job_timeout=JOB_TIMEOUT,
         health_check_interval=10,
         log_results=False,
     )

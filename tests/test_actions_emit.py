@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from functools import partial
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
 
 from router import db
-from router.jobs import RulesHolder, _emit
+from router.jobs import RulesHolder
 from router.models import Event, RunStep
 from router.ruleset import load_ruleset
 from router.worker import close_state, create_state
@@ -164,9 +165,10 @@ async def test_retried_emit_returns_the_first_event(router_factory: RouterFactor
                 row = (await session.scalars(select(RunStep).where(RunStep.step_id == "forward"))).one()
             assert event is not None
             key = "emit:" + row.idempotency_key
-            again = await _emit(state, ruleset, event, row, "audit", CHILD_BODY, {}, key)
-            twice = await _emit(state, ruleset, event, row, "audit", {"other": True}, {}, key)
-            fresh = await _emit(state, ruleset, event, row, "audit", {"other": True}, {}, key + ":other")
+            emit = partial(state.emit, ruleset, event.chain_depth, row.id, "audit")
+            again = await emit(CHILD_BODY, {}, key)
+            twice = await emit({"other": True}, {}, key)
+            fresh = await emit({"other": True}, {}, key + ":other")
             async with state.sessions() as session:
                 audit_count = await session.scalar(select(func.count()).where(Event.source == "audit"))
         finally:

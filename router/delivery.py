@@ -1,0 +1,275 @@
+"""Executing a run: its steps in order, each step's outcome and attempt committed as it ends.
+
+The record is the ledger: a step that succeeded is never executed again for the same run; a run
+that is resumed (after a crash) starts at its first step not yet done, with the stored outputs of
+the steps before it. A run's final state, and the event's when it is the event's only run, are
+written in the same transaction as its last step.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy import exists, insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from router.actions import ACTIONS, ActionContext
+from router.capture import insert_events
+from router.errors import ActionError, PermanentError
+from router.ingest import Incoming, new_event_row
+from router.models import Attempt, Event, Run, RunStep, utcnow
+from router.routing import build_context, redact, render_step
+from router.ruleset import CompiledRule, CompiledStep, RuleSet
+from router.settings import Settings
+
+log = structlog.get_logger("router.delivery")
+
+TERMINAL = ("succeeded", "failed")
+SKIPPED_OUTPUT: dict[str, Any] = {"status": None, "headers": {}, "body": None, "skipped": True}
+
+
+@dataclass
+class StepRow:
+    """A run step as stored: enough to resume it."""
+
+    id: str
+    step_id: str
+    status: str
+    idempotency_key: str
+    output: Any = None
+    attempts_count: int = 0
+
+
+@dataclass
+class RunPlan:
+    """A run to execute: its steps in order, and the event it belongs to."""
+
+    id: str
+    rule_id: str
+    event: dict[str, Any]
+    chain_depth: int
+    steps: list[StepRow]
+    finishes_event: bool = False  # the event's only run: write the event's state with the run's
+
+
+@dataclass
+class Deliverer:
+    """What executing steps needs: the database, the HTTP client, settings and a way to enqueue."""
+
+    settings: Settings
+    engine: AsyncEngine
+    http: httpx.AsyncClient
+    enqueue: Any = None  # async (function, *args, job_id=) -> None
+
+    async def run(self, plan: RunPlan, rule: CompiledRule | None, ruleset: RuleSet) -> str:
+        """Execute the run's pending steps; return its final status."""
+        if rule is None:
+            return await self._finish(plan, "failed", f"rule {plan.rule_id!r} is no longer loaded")
+        compiled = {s.id: s for s in rule.steps}
+        outputs: dict[str, Any] = {}
+        todo = [row for row in plan.steps if row.status not in ("succeeded", "skipped")]
+        for row in plan.steps:
+            if row.status == "succeeded":
+                outputs[row.step_id] = row.output
+            elif row.status == "skipped":
+                outputs[row.step_id] = SKIPPED_OUTPUT
+        if not todo:
+            return await self._finish(plan, "succeeded", None)
+        for row in todo:
+            step = compiled.get(row.step_id)
+            if step is None:
+                return await self._finish(plan, "failed", f"step {row.step_id!r} is no longer in rule {rule.id!r}")
+            last = row is todo[-1]
+            ctx = build_context(plan.event, ruleset.secrets, outputs)
+            outcome = await self._step(plan, row, step, ctx, ruleset, last)
+            if outcome.error is not None:
+                return "failed"
+            outputs[row.step_id] = row.output if row.status == "succeeded" else SKIPPED_OUTPUT
+        return "succeeded"
+
+    async def _step(
+        self, plan: RunPlan, row: StepRow, step: CompiledStep, ctx: dict[str, Any], ruleset: RuleSet, last: bool
+    ) -> Outcome:
+        started, t0 = utcnow(), time.perf_counter()
+        rendered = render_step(step, ctx)
+        if rendered.skipped:
+            outcome = Outcome("skipped", started, t0)
+        elif rendered.error is not None:
+            outcome = Outcome("failed", started, t0, rendered=rendered.with_, error=str(rendered.error), tried=True)
+        else:
+            actx = ActionContext(
+                http=self.http,
+                settings=self.settings,
+                idempotency_key=row.idempotency_key,
+                event_id=plan.event["id"],
+                chain_depth=plan.chain_depth,
+                step_ref=row.id,
+                emit=lambda *a: self.emit(ruleset, plan.chain_depth, row.id, *a),
+            )
+            try:
+                result = await ACTIONS[step.action].execute(rendered.config, actx)
+            except ActionError as exc:
+                outcome = Outcome(
+                    "failed",
+                    started,
+                    t0,
+                    rendered=rendered.with_,
+                    error=exc.message,
+                    output=exc.response,
+                    request=exc.request,
+                    retryable=exc.retryable,
+                    tried=True,
+                )
+            except Exception as exc:  # a bug must not leave the run stuck in `running`
+                log.exception("step_crashed", step=row.step_id, event_id=plan.event["id"])
+                outcome = Outcome(
+                    "failed",
+                    started,
+                    t0,
+                    rendered=rendered.with_,
+                    tried=True,
+                    error=f"internal error: {type(exc).__name__}: {exc}",
+                )
+            else:
+                outcome = Outcome(
+                    "succeeded",
+                    started,
+                    t0,
+                    rendered=rendered.with_,
+                    output=result.output(),
+                    request=result.request,
+                    tried=True,
+                )
+        outcome.redact(ruleset.secrets)
+        run_status = "failed" if outcome.error is not None else ("succeeded" if last else None)
+        run_error = f"step {row.step_id!r}: {outcome.error}" if outcome.error is not None else None
+        async with self.engine.begin() as conn:
+            await self._save(conn, row, outcome)
+            if run_status is not None:
+                await self._close(conn, plan, run_status, run_error)
+        if outcome.error is not None:
+            log.warning("step_failed", step=row.step_id, event_id=plan.event["id"], error=outcome.error)
+        if run_status is not None:
+            log.info("run_finished", run_id=plan.id, rule=plan.rule_id, status=run_status)
+        return outcome
+
+    async def _save(self, conn: AsyncConnection, row: StepRow, o: Outcome) -> None:
+        row.status, row.output = o.status, o.output
+        values: dict[str, Any] = {
+            "status": o.status,
+            "error": o.error,
+            "rendered": o.rendered,
+            "output": o.output,
+            "started_at": o.started,
+            "finished_at": utcnow(),
+        }
+        if o.tried:
+            row.attempts_count += 1
+            values["attempts_count"] = row.attempts_count
+            response = o.output if isinstance(o.output, dict) else {}
+            body = response.get("snippet", response.get("body"))
+            await conn.execute(
+                insert(Attempt).values(
+                    run_step_id=row.id,
+                    number=row.attempts_count,
+                    started_at=o.started,
+                    duration_ms=round((time.perf_counter() - o.t0) * 1000, 3),
+                    request=o.request,
+                    response_status=response.get("status"),
+                    response_body=None if body is None else (body if isinstance(body, str) else _json(body))[:4096],
+                    outcome="failed" if o.error else "succeeded",
+                    error=o.error,
+                    retryable=o.retryable,
+                )
+            )
+        await conn.execute(update(RunStep).where(RunStep.id == row.id).values(**values))
+
+    async def _close(self, conn: AsyncConnection, plan: RunPlan, status: str, error: str | None) -> None:
+        await conn.execute(
+            update(Run).where(Run.id == plan.id).values(status=status, error=error, finished_at=utcnow())
+        )
+        if plan.finishes_event:
+            await conn.execute(
+                update(Event).where(Event.id == plan.event["id"], Event.status == "routed").values(status=status)
+            )
+
+    async def _finish(self, plan: RunPlan, status: str, error: str | None) -> str:
+        async with self.engine.begin() as conn:
+            await self._close(conn, plan, status, error)
+        log.info("run_finished", run_id=plan.id, rule=plan.rule_id, status=status, error=error)
+        return status
+
+    async def settle_event(self, event_id: str) -> None:
+        """Set an event's state from its runs'; run after their commits, so the last caller sees them all."""
+        failed = exists().where(Run.event_id == event_id, Run.status == "failed")
+        open_ = exists().where(Run.event_id == event_id, Run.status.not_in(TERMINAL))
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(Event)
+                .where(Event.id == event_id, Event.status.in_(("routed", "succeeded")), failed)
+                .values(status="failed")
+            )
+            await conn.execute(
+                update(Event)
+                .where(Event.id == event_id, Event.status == "routed", ~open_, ~failed)
+                .values(status="succeeded")
+            )
+
+    async def emit(
+        self,
+        ruleset: RuleSet,
+        parent_depth: int,
+        parent_step_id: str,
+        source_id: str,
+        body: Any,
+        headers: dict[str, str],
+        dedupe: str,
+    ) -> str:
+        """Store a new event in another source (once per dedupe key) and enqueue it."""
+        if source_id not in ruleset.sources:
+            raise PermanentError(f"unknown source {source_id!r} to emit into")
+        req = Incoming(
+            source=source_id,
+            method="EMIT",
+            path=f"/hooks/{source_id}",
+            headers=headers,
+            query={},
+            raw=_json(body).encode(),
+        )
+        row = new_event_row(None, req, body, chain_depth=parent_depth + 1, dedupe=dedupe, parent_step_id=parent_step_id)
+        async with self.engine.begin() as conn:
+            ((event_id, _dup),) = await insert_events(conn, [row])
+        await self.enqueue("process_event", event_id, job_id=f"event:{event_id}")
+        return event_id
+
+
+@dataclass
+class Outcome:
+    """How one step ended, before it is recorded."""
+
+    status: str
+    started: datetime
+    t0: float
+    rendered: Any = None
+    output: Any = None
+    request: Any = None
+    error: str | None = None
+    retryable: bool = False
+    tried: bool = False  # an attempt was made (an action ran, or rendering failed)
+
+    def redact(self, secrets: Mapping[str, str]) -> None:
+        self.rendered = redact(self.rendered, secrets)
+        self.output = redact(self.output, secrets)
+        self.request = redact(self.request, secrets)
+        self.error = redact(self.error, secrets)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
