@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import exists, insert, update
+from sqlalchemy import bindparam, exists, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from router.actions import ACTIONS, ActionContext
@@ -30,6 +30,30 @@ from router.ruleset import CompiledRule, CompiledStep, RuleSet
 from router.settings import Settings
 
 log = structlog.get_logger("router.delivery")
+
+# Hot statements, built once: building and cache-keying a statement per call cost more than running it.
+_INSERT_ATTEMPT = insert(Attempt)
+_SAVE_STEP = (
+    update(RunStep)
+    .where(RunStep.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        error=bindparam("b_error"),
+        rendered=bindparam("b_rendered"),
+        output=bindparam("b_output"),
+        started_at=bindparam("b_started"),
+        finished_at=bindparam("b_finished"),
+        attempts_count=bindparam("b_attempts"),
+    )
+)
+_CLOSE_RUN = (
+    update(Run)
+    .where(Run.id == bindparam("b_id"))
+    .values(status=bindparam("b_status"), error=bindparam("b_error"), finished_at=bindparam("b_finished"))
+)
+_CLOSE_EVENT = (
+    update(Event).where(Event.id == bindparam("b_id"), Event.status == "routed").values(status=bindparam("b_status"))
+)
 
 TERMINAL = ("succeeded", "failed")
 SKIPPED_OUTPUT: dict[str, Any] = {"status": None, "headers": {}, "body": None, "skipped": True}
@@ -162,43 +186,47 @@ class Deliverer:
 
     async def _save(self, conn: AsyncConnection, row: StepRow, o: Outcome) -> None:
         row.status, row.output = o.status, o.output
-        values: dict[str, Any] = {
-            "status": o.status,
-            "error": o.error,
-            "rendered": o.rendered,
-            "output": o.output,
-            "started_at": o.started,
-            "finished_at": utcnow(),
-        }
         if o.tried:
             row.attempts_count += 1
-            values["attempts_count"] = row.attempts_count
             response = o.output if isinstance(o.output, dict) else {}
             body = response.get("snippet", response.get("body"))
             await conn.execute(
-                insert(Attempt).values(
-                    run_step_id=row.id,
-                    number=row.attempts_count,
-                    started_at=o.started,
-                    duration_ms=round((time.perf_counter() - o.t0) * 1000, 3),
-                    request=o.request,
-                    response_status=response.get("status"),
-                    response_body=None if body is None else (body if isinstance(body, str) else _json(body))[:4096],
-                    outcome="failed" if o.error else "succeeded",
-                    error=o.error,
-                    retryable=o.retryable,
-                )
+                _INSERT_ATTEMPT,
+                [
+                    {
+                        "run_step_id": row.id,
+                        "number": row.attempts_count,
+                        "started_at": o.started,
+                        "duration_ms": round((time.perf_counter() - o.t0) * 1000, 3),
+                        "request": o.request,
+                        "response_status": response.get("status"),
+                        "response_body": None
+                        if body is None
+                        else (body if isinstance(body, str) else _json(body))[:4096],
+                        "outcome": "failed" if o.error else "succeeded",
+                        "error": o.error,
+                        "retryable": o.retryable,
+                    }
+                ],
             )
-        await conn.execute(update(RunStep).where(RunStep.id == row.id).values(**values))
+        await conn.execute(
+            _SAVE_STEP,
+            {
+                "b_id": row.id,
+                "b_status": o.status,
+                "b_error": o.error,
+                "b_rendered": o.rendered,
+                "b_output": o.output,
+                "b_started": o.started,
+                "b_finished": utcnow(),
+                "b_attempts": row.attempts_count,
+            },
+        )
 
     async def _close(self, conn: AsyncConnection, plan: RunPlan, status: str, error: str | None) -> None:
-        await conn.execute(
-            update(Run).where(Run.id == plan.id).values(status=status, error=error, finished_at=utcnow())
-        )
+        await conn.execute(_CLOSE_RUN, {"b_id": plan.id, "b_status": status, "b_error": error, "b_finished": utcnow()})
         if plan.finishes_event:
-            await conn.execute(
-                update(Event).where(Event.id == plan.event["id"], Event.status == "routed").values(status=status)
-            )
+            await conn.execute(_CLOSE_EVENT, {"b_id": plan.event["id"], "b_status": status})
 
     async def _finish(self, plan: RunPlan, status: str, error: str | None) -> str:
         async with self.engine.begin() as conn:

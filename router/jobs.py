@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from router.delivery import TERMINAL, Deliverer, RunPlan, StepRow
@@ -35,6 +35,19 @@ _EVENT_COLUMNS = (
     Event.status,
     Event.chain_depth,
     Event.routed_at,
+)
+
+
+_LOAD_EVENT = select(*_EVENT_COLUMNS).where(Event.id == bindparam("b_id"))
+_CLAIM_EVENT = (
+    update(Event)
+    .where(Event.id == bindparam("b_id"), Event.status == "received")
+    .values(
+        status=bindparam("b_status"),
+        matched=bindparam("b_matched"),
+        ruleset_version=bindparam("b_version"),
+        routed_at=bindparam("b_routed"),
+    )
 )
 
 
@@ -78,7 +91,7 @@ async def process_event(ctx: dict[str, Any], event_id: str) -> int:
     state = _state(ctx)
     ruleset = state.rules.current
     async with state.engine.begin() as conn:
-        row = (await conn.execute(select(*_EVENT_COLUMNS).where(Event.id == event_id))).one_or_none()
+        row = (await conn.execute(_LOAD_EVENT, {"b_id": event_id})).one_or_none()
         if row is None or row.status not in ("received", "routed"):
             return 0
         event = event_dict(
@@ -114,14 +127,14 @@ async def _route(conn: AsyncConnection, event: dict[str, Any], depth: int, rules
     matched = match_rules(ruleset, event["source"], build_context(event, ruleset.secrets))
     now = utcnow()
     claimed = await conn.execute(
-        update(Event)
-        .where(Event.id == event["id"], Event.status == "received")
-        .values(
-            status="routed" if matched else "unmatched",
-            matched=len(matched),
-            ruleset_version=ruleset.version,
-            routed_at=now,
-        )
+        _CLAIM_EVENT,
+        {
+            "b_id": event["id"],
+            "b_status": "routed" if matched else "unmatched",
+            "b_matched": len(matched),
+            "b_version": ruleset.version,
+            "b_routed": now,
+        },
     )
     if claimed.rowcount != 1:
         return None

@@ -22,6 +22,17 @@ QUEUE = "router:queue"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
+class RouterWorker(Worker):
+    """arq's worker, minus one waste: each poll re-reads the head of the queue, which holds the jobs this
+    worker is already running, and arq spends three Redis round trips on each before skipping it. With
+    50 jobs in flight that is ~150 round trips per job started; skip our own running jobs locally."""
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        running = self.tasks
+        fresh = [j for j in job_ids if (t := running.get(j.decode())) is None or t.done()]
+        await super().start_jobs(fresh)
+
+
 def load_rules(settings: Settings, holder: RulesHolder | None = None) -> RulesHolder:
     """Load the rule set into a holder; on errors the holder keeps what it had and lists them."""
     holder = holder or RulesHolder()
@@ -67,7 +78,7 @@ def build_worker(
     burst: bool = False,
     handle_signals: bool = True,
     redis_pool: Any = None,
-) -> Worker:
+) -> RouterWorker:
     """An arq worker tuned for latency: it polls every ROUTER_POLL_DELAY (never arq's 0.5 s default)."""
     own_state = state is None
 
@@ -83,7 +94,7 @@ def build_worker(
 
     # arq cron takes a set of seconds; use the largest divisor of 60 not above the interval, so sweeps are even.
     step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60) if d <= max(1, settings.sweep_interval))
-    return Worker(
+    return RouterWorker(
         functions=[func(process_event, max_tries=20), func(execute_run, max_tries=20)],
         cron_jobs=None if burst else [cron(sweep, second=set(range(0, 60, step)), run_at_startup=True, timeout=60)],
         queue_name=QUEUE,
