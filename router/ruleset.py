@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from router.actions import ACTIONS
 from router.errors import RuleError, RuleSetError
 from router.matcher import Expression, compile_expression, syntax_error_message
+from router.retry import RetrySpec
 from router.schema import Rule, RuleFile, Source
 from router.signatures import SCHEMES, VerifyConfig
 from router.templating import Compiled, compile_tree, has_template, step_references
@@ -46,6 +47,7 @@ class CompiledStep:
     when: Expression | None
     with_tree: Any
     location: str
+    retry: RetrySpec | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class CompiledRule:
     steps: tuple[CompiledStep, ...]
     location: str
     spec: dict[str, Any]
+    retry: RetrySpec | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ def _pydantic_message(err: Mapping[str, Any], model: type[Any] | None = None) ->
         fields = sorted(f.alias or name for name, f in model.model_fields.items())
         msg += f"; allowed: {', '.join(fields)}"
     return msg.removeprefix("Value error, ")
+
+
+pydantic_message = _pydantic_message  # for other file formats (rule tests) that report the same way
 
 
 class _Loader:
@@ -197,7 +203,15 @@ class _Loader:
             earlier.append(step.id)
         spec = rule.model_dump(by_alias=True, exclude_none=True)
         return CompiledRule(
-            rule.id, rule.source, rule.description, rule.enabled, filt, tuple(steps), locator.describe(path), spec
+            rule.id,
+            rule.source,
+            rule.description,
+            rule.enabled,
+            filt,
+            tuple(steps),
+            locator.describe(path),
+            spec,
+            rule.retry,
         )
 
     def compile_step(
@@ -228,7 +242,7 @@ class _Loader:
                     and not isinstance(tree.get("source"), Compiled)
                 ):
                     self.error(f"unknown source {emit_target!r} to emit into", locator, (*wpath, "source"))
-        return CompiledStep(step.id, step.action, when, tree, locator.describe(path))
+        return CompiledStep(step.id, step.action, when, tree, locator.describe(path), step.retry)
 
     def check_references(self, tree: Any, locator: Locator, path: Path_, earlier: list[str], own: str) -> None:
         if isinstance(tree, Compiled):

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from router.actions import ACTIONS
+from router.retry import RetrySpec
 from router.signatures import SCHEMES
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -37,9 +38,11 @@ class Verify(_Model):
         "(`${NAME:-default}` gives a default).",
         examples=["${GITHUB_WEBHOOK_SECRET}"],
     )
-    header: str | None = Field(None, description="Header carrying the signature or token (hmac, token).")
+    header: str | None = Field(
+        None, description="Header carrying the signature or token (hmac, token).", examples=["x-form-token"]
+    )
     tolerance: int | None = Field(
-        None, ge=1, le=86400, description="Largest accepted age of a signed timestamp, in seconds."
+        None, ge=1, le=86400, description="Largest accepted age of a signed timestamp, in seconds.", examples=[300]
     )
 
 
@@ -47,7 +50,7 @@ class Source(_Model):
     """Where webhooks come in: ``POST /hooks/{id}``."""
 
     id: Slug = Field(description="The source id; it is the URL `POST /hooks/{id}`.", examples=["github"])
-    description: str = Field("", description="What sends to this source.")
+    description: str = Field("", description="What sends to this source.", examples=["GitHub repository webhooks"])
     verify: Verify | None = Field(None, description="Signature verification; absent means none.")
     dedupe: str | Literal[False] | None = Field(
         None,
@@ -60,21 +63,25 @@ class Source(_Model):
 class Step(_Model):
     """One action of a rule; steps run in order and may read earlier steps' output."""
 
-    id: Slug = Field(description="Step id, unique in its rule; later steps read `steps.<id>`.")
+    id: Slug = Field(description="Step id, unique in its rule; later steps read `steps.<id>`.", examples=["notify"])
     action: str = Field(description="The action to run.", json_schema_extra={"enum": list[Any](sorted(ACTIONS))})
-    when: str | None = Field(None, description="JMESPath; the step runs only when it is truthy.")
+    when: str | None = Field(
+        None, description="JMESPath; the step runs only when it is truthy.", examples=["steps.customer.body.vip"]
+    )
     with_: dict[str, Any] = Field(
         default_factory=dict,
         alias="with",
         description="The action's settings; every string is a Jinja template rendered leaf by leaf.",
+        examples=[{"url": "https://hooks.example.com/in", "json": {"id": "{{ body.id }}"}}],
     )
+    retry: RetrySpec | None = Field(None, description="How this step is retried; default: the rule's, else global.")
 
 
 class Rule(_Model):
     """Which events of a source to act on, and the steps to run for each."""
 
     id: Slug = Field(description="Rule id, unique across all rule files.", examples=["github-push-to-slack"])
-    source: Slug = Field(description="Id of the source whose events this rule sees.")
+    source: Slug = Field(description="Id of the source whose events this rule sees.", examples=["github"])
     description: str = Field("", description="What the rule does.")
     enabled: bool = Field(True, description="A disabled rule matches nothing.")
     filter: str | None = Field(
@@ -83,6 +90,7 @@ class Rule(_Model):
         examples=["body.ref == 'refs/heads/main'"],
     )
     steps: list[Step] = Field(min_length=1, description="The steps to run, in order.")
+    retry: RetrySpec | None = Field(None, description="How this rule's steps are retried; default: global.")
 
     @model_validator(mode="after")
     def _unique_steps(self) -> Rule:

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "rules"
 SAMPLES = REPO / "samples"
 SCHEMA_LINE = "# yaml-language-server: $schema=./rule.schema.json\n"
+TEST_SCHEMA_LINE = "# yaml-language-server: $schema=./rule-test.schema.json\n"
 INBOX = "http://127.0.0.1:8000/inbox"
 
 GITHUB_TEXT = "octocat pushed 2 commit(s) to octo-org/event-router@main: Fix the build"
@@ -113,9 +114,40 @@ def test_set_secrets_replace_the_defaults() -> None:
     assert len(rs.warnings) == 1  # forms still on its default
 
 
-@pytest.mark.parametrize("path", sorted(RULES.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(RULES.glob("*.y*ml")), ids=lambda p: p.name)
 def test_rule_files_point_editors_at_the_schema(path: Path) -> None:
-    assert path.read_text(encoding="utf-8").startswith(SCHEMA_LINE)
+    """Rule files at rule.schema.json, rule tests at rule-test.schema.json, on their first line."""
+    expected = TEST_SCHEMA_LINE if path.name.endswith((".test.yaml", ".test.yml")) else SCHEMA_LINE
+    assert path.read_text(encoding="utf-8").startswith(expected)
+
+
+def test_rule_test_schema_file_is_up_to_date() -> None:
+    from router.ruletest_models import json_schema_text as test_schema_text
+
+    assert (RULES / "rule-test.schema.json").read_text(encoding="utf-8") == test_schema_text(), (
+        "rules/rule-test.schema.json is stale: run `router schema --tests -o rules/rule-test.schema.json`"
+    )
+
+
+def _schema_fields(node: object, path: str = "") -> list[str]:
+    """Properties of a JSON Schema without a description (a property that is a bare $ref is described there)."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for name, prop in (node.get("properties") or {}).items():
+            if isinstance(prop, dict) and "description" not in prop and set(prop) != {"$ref"}:
+                found.append(f"{path}.{name}")
+        for key, value in node.items():
+            found += _schema_fields(value, f"{path}.{key}" if path else key)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _schema_fields(value, f"{path}[{i}]")
+    return found
+
+
+@pytest.mark.parametrize("name", ["rule.schema.json", "rule-test.schema.json"])
+def test_every_schema_field_is_described(name: str) -> None:
+    schema = json.loads((RULES / name).read_text(encoding="utf-8"))
+    assert _schema_fields(schema) == []
 
 
 def test_schema_file_is_up_to_date() -> None:
