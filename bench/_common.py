@@ -193,6 +193,7 @@ def router_env(database_url: str, redis_url: str, rules_dir: Path, **extra: str)
         ROUTER_DATABASE_URL=database_url,
         ROUTER_REDIS_URL=redis_url,
         ROUTER_RULES_DIR=str(rules_dir),
+        ROUTER_EGRESS_ALLOW="127.0.0.0/8,::1",  # the sink is on loopback
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

@@ -2,7 +2,9 @@
 
 Every outgoing call (http, slack) goes through ``create_client`` and ``send``: redirects are not
 followed (a 3xx is a failure), and failures are classed as transient (connection errors,
-timeouts, 408, 429, 5xx) or permanent (any other status outside the success set).
+timeouts, 408, 429, 5xx) or permanent (any other status outside the success set). The client's
+transport is the egress guard (router/egress.py): each connection is checked on the address it
+dials, and a refused one is a permanent failure naming the address and how to allow it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Any
 import httpx
 
 from router import __version__
+from router.egress import EgressBlocked, EgressPolicy, GuardedTransport, Resolver
 from router.errors import PermanentError, TransientError
 from router.results import StepResult
+from router.settings import Settings
 
 USER_AGENT = f"event-router/{__version__}"
 SNIPPET_BYTES = 4096
@@ -24,12 +28,21 @@ MAX_RESPONSE_BYTES = 5 * 1024 * 1024
 REDACT_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"})
 
 
-def create_client() -> httpx.AsyncClient:
+def create_client(settings: Settings | None = None, *, resolver: Resolver | None = None) -> httpx.AsyncClient:
+    """The one outgoing client: no redirects, no proxies from the environment, every connection guarded.
+
+    Without settings, only public addresses are reachable (an empty ``ROUTER_EGRESS_ALLOW``).
+    ``resolver`` replaces the system resolver (tests use it to play DNS rebinding).
+    """
+    policy = EgressPolicy.parse(settings.egress_allow if settings is not None else "")
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     return httpx.AsyncClient(
         follow_redirects=False,
         timeout=httpx.Timeout(15.0),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        limits=limits,
         headers={"user-agent": USER_AGENT},
+        transport=GuardedTransport(policy, resolver=resolver, limits=limits),
+        trust_env=False,
     )
 
 
@@ -107,6 +120,8 @@ async def send(
                     chunks.append(chunk)
             finally:
                 await response.aclose()
+    except EgressBlocked as exc:
+        raise PermanentError(str(exc), request=summary) from None
     except (httpx.TimeoutException, TimeoutError):
         raise TransientError(f"timed out after {timeout:g} s", request=summary) from None
     except httpx.UnsupportedProtocol:

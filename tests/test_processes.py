@@ -54,6 +54,7 @@ def running(args: list[str], env: dict[str, str], cwd: Path, ready_url: str | No
 def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
     env |= {"ROUTER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'router.db'}", "PYTHONPATH": str(REPO)}
+    env |= {"ROUTER_EGRESS_ALLOW": "127.0.0.0/8,::1"}  # the inbox the examples deliver to is on loopback
     return env | extra
 
 
@@ -125,8 +126,10 @@ def test_dev_runs_on_embedded_defaults_and_the_tour_works(tmp_path: Path) -> Non
     url = f"http://127.0.0.1:{port}"
     env = base_env(tmp_path, ROUTER_SECRET_SLACK_WEBHOOK_URL=f"{url}/inbox/slack")
     env.pop("ROUTER_DATABASE_URL")  # the default: a SQLite file under ./data/
+    env.pop("ROUTER_EGRESS_ALLOW")  # `router dev` opens loopback itself
     with running(["dev", "--port", str(port)], env, cwd, ready_url=f"{url}/health"):
         log = next(cwd.glob("dev-*.log")).read_text()
+        assert "router dev lets steps call loopback addresses" in log
         socket = log.split("embedded Redis: unix://", 1)[1].split()[0]
         embedded = [p for p in psutil.process_iter(["cmdline"]) if socket in " ".join(p.info["cmdline"] or [])]
         assert embedded, f"no embedded Redis is serving {socket}"
