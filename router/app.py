@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
 from router import __version__, db
-from router.api import events, health, hooks
+from router.api import events, health, hooks, runs
 from router.api import rules as rules_api
 from router.api.problems import on_http_error, on_ingest_error, on_unexpected
 from router.capture import EventWriter
@@ -51,6 +51,9 @@ def create_app(
 
         writer = EventWriter(engine, on_committed=enqueue)
         writer.start()
+        from router.reload import watch_rules  # hot reload: swap the rule set when a rule file changes
+
+        watcher = watch_rules(settings, holder)
         state.update(
             settings=settings, engine=engine, sessions=db.sessionmaker(engine), rules=holder, redis=redis, writer=writer
         )
@@ -63,6 +66,7 @@ def create_app(
         try:
             yield
         finally:
+            await watcher.stop()
             await writer.stop()
             if worker is not None and worker_task is not None:
                 worker_task.cancel()
@@ -83,6 +87,10 @@ def create_app(
             rules_api.list_rules,
             rules_api.dry_run_rule,
             health.health,
+            runs.list_dead_letters,
+            runs.replay,
+            runs.retry,
+            runs.retry_bulk,
         ],
         lifespan=[lifespan],
         exception_handlers={IngestError: on_ingest_error, HTTPException: on_http_error, Exception: on_unexpected},

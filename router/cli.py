@@ -95,6 +95,15 @@ def dev(host: str, port: int) -> None:
         embedded, url = _embedded_redis(data_dir)
         settings = settings.model_copy(update={"redis_url": url})
         click.echo(f"embedded Redis: {url}")
+    # The examples deliver to the router's own inbox on 127.0.0.1, which the egress guard blocks by default.
+    loopback = "127.0.0.0/8,::1"
+    allow = ",".join(p for p in (settings.egress_allow.strip(), loopback) if p)
+    settings = settings.model_copy(update={"egress_allow": allow})
+    click.echo(
+        f"WARNING: router dev lets steps call loopback addresses ({loopback}) so the examples reach the inbox; "
+        "`router serve`/`router worker` block them unless ROUTER_EGRESS_ALLOW lists them",
+        err=True,
+    )
     app = create_app(settings, embedded_worker=True)
     click.echo(
         f"Event Router dev: http://{host}:{port}  (rules: {settings.rules_dir}, "
@@ -234,11 +243,13 @@ def send(source: str, file: Path, headers: tuple[str, ...], url: str, no_sign: b
 
 @main.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
-def schema(output: Path | None) -> None:
+@click.option("--tests", is_flag=True, help="The schema of rule-test files (*.test.yaml) instead.")
+def schema(output: Path | None, tests: bool) -> None:
     """Print the JSON Schema of rule files (for editors and check-jsonschema)."""
+    from router.ruletest_models import json_schema_text as test_schema_text
     from router.schema import json_schema_text
 
-    text = json_schema_text()
+    text = test_schema_text() if tests else json_schema_text()
     if output:
         output.write_text(text)
         click.echo(f"wrote {output}")
@@ -258,6 +269,29 @@ def db_upgrade() -> None:
     settings = _settings()
     _prepare_database(settings)
     click.echo(f"database at {_safe_url(settings.database_url)} is up to date")
+
+
+@main.command(name="test")
+@click.argument("directory", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="List the cases that pass too.")
+def test_command(directory: Path | None, fmt: str, verbose: bool) -> None:
+    """Run the rule tests (*.test.yaml) of the folder: no network, no Redis; exit 1 on any failure."""
+    from router.ruletest import run_folder
+
+    output, code = run_folder(directory or _settings().rules_dir, fmt, verbose)
+    click.echo(output)
+    sys.exit(code)
+
+
+def _add_delivery_commands() -> None:
+    from router.cli_delivery import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_add_delivery_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

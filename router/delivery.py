@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -25,6 +25,7 @@ from router.capture import insert_events
 from router.errors import ActionError, PermanentError
 from router.ingest import Incoming, new_event_row
 from router.models import Attempt, Event, Run, RunStep, utcnow
+from router.retry import RetryPolicy, compile_policy
 from router.routing import build_context, redact, render_step
 from router.ruleset import CompiledRule, CompiledStep, RuleSet
 from router.settings import Settings
@@ -39,6 +40,7 @@ _SAVE_STEP = (
     .values(
         status=bindparam("b_status"),
         error=bindparam("b_error"),
+        next_attempt_at=bindparam("b_next"),
         rendered=bindparam("b_rendered"),
         output=bindparam("b_output"),
         started_at=bindparam("b_started"),
@@ -49,13 +51,21 @@ _SAVE_STEP = (
 _CLOSE_RUN = (
     update(Run)
     .where(Run.id == bindparam("b_id"))
-    .values(status=bindparam("b_status"), error=bindparam("b_error"), finished_at=bindparam("b_finished"))
+    .values(
+        status=bindparam("b_status"),
+        error=bindparam("b_error"),
+        finished_at=bindparam("b_finished"),
+        next_attempt_at=bindparam("b_next"),
+        job_id=bindparam("b_job"),
+    )
 )
 _CLOSE_EVENT = (
     update(Event).where(Event.id == bindparam("b_id"), Event.status == "routed").values(status=bindparam("b_status"))
 )
 
-TERMINAL = ("succeeded", "failed")
+TERMINAL = ("succeeded", "failed", "dead")
+FAILED = ("failed", "dead")
+EVENT_STATUS = {"succeeded": "succeeded", "failed": "failed", "dead": "failed"}
 SKIPPED_OUTPUT: dict[str, Any] = {"status": None, "headers": {}, "body": None, "skipped": True}
 
 
@@ -102,8 +112,8 @@ class Deliverer:
         for row in plan.steps:
             if row.status == "succeeded":
                 outputs[row.step_id] = row.output
-            elif row.status == "skipped":
-                outputs[row.step_id] = SKIPPED_OUTPUT
+            elif row.status == "skipped":  # `when` was false, or the ledger says it was sent before
+                outputs[row.step_id] = row.output if row.output is not None else SKIPPED_OUTPUT
         if not todo:
             return await self._finish(plan, "succeeded", None)
         for row in todo:
@@ -112,14 +122,21 @@ class Deliverer:
                 return await self._finish(plan, "failed", f"step {row.step_id!r} is no longer in rule {rule.id!r}")
             last = row is todo[-1]
             ctx = build_context(plan.event, ruleset.secrets, outputs)
-            outcome = await self._step(plan, row, step, ctx, ruleset, last)
+            outcome = await self._step(plan, row, step, ctx, ruleset, last, rule)
             if outcome.error is not None:
-                return "failed"
+                return outcome.status
             outputs[row.step_id] = row.output if row.status == "succeeded" else SKIPPED_OUTPUT
         return "succeeded"
 
     async def _step(
-        self, plan: RunPlan, row: StepRow, step: CompiledStep, ctx: dict[str, Any], ruleset: RuleSet, last: bool
+        self,
+        plan: RunPlan,
+        row: StepRow,
+        step: CompiledStep,
+        ctx: dict[str, Any],
+        ruleset: RuleSet,
+        last: bool,
+        rule: CompiledRule,
     ) -> Outcome:
         started, t0 = utcnow(), time.perf_counter()
         rendered = render_step(step, ctx)
@@ -149,6 +166,7 @@ class Deliverer:
                     output=exc.response,
                     request=exc.request,
                     retryable=exc.retryable,
+                    retry_after=exc.retry_after,
                     tried=True,
                 )
             except Exception as exc:  # a bug must not leave the run stuck in `running`
@@ -172,17 +190,48 @@ class Deliverer:
                     tried=True,
                 )
         outcome.redact(ruleset.secrets)
-        run_status = "failed" if outcome.error is not None else ("succeeded" if last else None)
-        run_error = f"step {row.step_id!r}: {outcome.error}" if outcome.error is not None else None
+        run_status: str | None = "succeeded" if last else None
+        run_error = job_id = None
+        if outcome.error is not None:
+            run_status = outcome.status = self._after_failure(row, outcome, rule, step)
+            run_error = f"step {row.step_id!r}: {outcome.error}"
+            if run_status == "retrying":
+                job_id = f"run:{plan.id}:{row.attempts_count + 2}"
         async with self.engine.begin() as conn:
             await self._save(conn, row, outcome)
             if run_status is not None:
-                await self._close(conn, plan, run_status, run_error)
+                await self._close(conn, plan, run_status, run_error, outcome.next_attempt_at, job_id)
         if outcome.error is not None:
-            log.warning("step_failed", step=row.step_id, event_id=plan.event["id"], error=outcome.error)
-        if run_status is not None:
+            log.warning(
+                "step_failed", step=row.step_id, event_id=plan.event["id"], error=outcome.error, outcome=outcome.status
+            )
+        if job_id is not None and outcome.next_attempt_at is not None:
+            delay = max(0.0, (outcome.next_attempt_at - utcnow()).total_seconds())
+            try:
+                await self.enqueue("execute_run", plan.id, job_id=job_id, defer=delay)
+            except Exception as exc:  # Redis down: the reconciler enqueues it under the same job id
+                log.warning("retry_enqueue_failed", run_id=plan.id, error=str(exc))
+        elif run_status is not None:
             log.info("run_finished", run_id=plan.id, rule=plan.rule_id, status=run_status)
         return outcome
+
+    def policy(self, rule: CompiledRule, step: CompiledStep) -> RetryPolicy:
+        """The step's retry policy: its own `retry`, else its rule's, else the global schedule."""
+        default = self.settings.retry_policy()
+        return compile_policy(step.retry, default, compile_policy(rule.retry, default))
+
+    def _after_failure(self, row: StepRow, outcome: Outcome, rule: CompiledRule, step: CompiledStep) -> str:
+        """`retrying` (with the time of the next attempt), `dead` (attempts exhausted) or `failed` (permanent)."""
+        if not outcome.retryable:
+            return "failed"
+        policy = self.policy(rule, step)
+        made = row.attempts_count + 1  # this attempt included
+        if made >= policy.max_attempts:
+            outcome.error = f"{outcome.error} (gave up after {made} attempt{'s' if made > 1 else ''})"
+            return "dead"
+        delay = policy.delay_before(made + 1, outcome.retry_after)
+        outcome.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        return "retrying"
 
     async def _save(self, conn: AsyncConnection, row: StepRow, o: Outcome) -> None:
         row.status, row.output = o.status, o.output
@@ -220,13 +269,33 @@ class Deliverer:
                 "b_started": o.started,
                 "b_finished": utcnow(),
                 "b_attempts": row.attempts_count,
+                "b_next": o.next_attempt_at,
             },
         )
 
-    async def _close(self, conn: AsyncConnection, plan: RunPlan, status: str, error: str | None) -> None:
-        await conn.execute(_CLOSE_RUN, {"b_id": plan.id, "b_status": status, "b_error": error, "b_finished": utcnow()})
-        if plan.finishes_event:
-            await conn.execute(_CLOSE_EVENT, {"b_id": plan.event["id"], "b_status": status})
+    async def _close(
+        self,
+        conn: AsyncConnection,
+        plan: RunPlan,
+        status: str,
+        error: str | None,
+        next_attempt_at: datetime | None = None,
+        job_id: str | None = None,
+    ) -> None:
+        done = status in TERMINAL
+        await conn.execute(
+            _CLOSE_RUN,
+            {
+                "b_id": plan.id,
+                "b_status": status,
+                "b_error": error,
+                "b_finished": utcnow() if done else None,
+                "b_next": next_attempt_at,
+                "b_job": job_id,
+            },
+        )
+        if plan.finishes_event and done:
+            await conn.execute(_CLOSE_EVENT, {"b_id": plan.event["id"], "b_status": EVENT_STATUS[status]})
 
     async def _finish(self, plan: RunPlan, status: str, error: str | None) -> str:
         async with self.engine.begin() as conn:
@@ -236,7 +305,7 @@ class Deliverer:
 
     async def settle_event(self, event_id: str) -> None:
         """Set an event's state from its runs'; run after their commits, so the last caller sees them all."""
-        failed = exists().where(Run.event_id == event_id, Run.status == "failed")
+        failed = exists().where(Run.event_id == event_id, Run.status.in_(FAILED))
         open_ = exists().where(Run.event_id == event_id, Run.status.not_in(TERMINAL))
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -290,6 +359,8 @@ class Outcome:
     request: Any = None
     error: str | None = None
     retryable: bool = False
+    retry_after: float | None = None
+    next_attempt_at: datetime | None = None
     tried: bool = False  # an attempt was made (an action ran, or rendering failed)
 
     def redact(self, secrets: Mapping[str, str]) -> None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from router.delivery import TERMINAL, Deliverer, RunPlan, StepRow
@@ -68,9 +68,9 @@ class WorkerState(Deliverer):
     rules: RulesHolder = field(default_factory=RulesHolder)
     redis: Any = None  # ArqRedis, set once the pool exists
 
-    async def _enqueue(self, function: str, *args: Any, job_id: str) -> None:
+    async def _enqueue(self, function: str, *args: Any, job_id: str, defer: float | None = None) -> None:
         if self.redis is not None:
-            await self.redis.enqueue_job(function, *args, _job_id=job_id)
+            await self.redis.enqueue_job(function, *args, _job_id=job_id, _defer_by=defer)
 
     def __post_init__(self) -> None:
         self.enqueue = self._enqueue
@@ -203,7 +203,9 @@ async def _open_runs(
             .order_by(RunStep.position)
         )
     ).all()
-    await conn.execute(update(Run).where(Run.id.in_([r.id for r in runs])).values(status="running"))
+    await conn.execute(
+        update(Run).where(Run.id.in_([r.id for r in runs])).values(status="running", next_attempt_at=utcnow())
+    )
     by_run: dict[str, list[StepRow]] = {r.id: [] for r in runs}
     for s in step_rows:
         by_run[s.run_id].append(StepRow(s.id, s.step_id, s.status, s.idempotency_key, s.output, s.attempts_count))
@@ -238,27 +240,47 @@ async def execute_run(ctx: dict[str, Any], run_id: str) -> str:
 
 
 async def sweep(ctx: dict[str, Any]) -> int:
-    """Enqueue events stored but never enqueued, and runs left unfinished (Redis down, a lost job)."""
+    """The reconciler: enqueue work the database holds but no live job carries.
+
+    - events stored but never routed (the enqueue after the commit was lost: Redis down or restarted);
+    - runs whose retry is due but whose deferred job is gone (Redis restarted empty): re-enqueued under
+      the job id they recorded, so a job still queued is not doubled;
+    - runs left `pending` or `running` longer than a job may live (a worker killed mid-run).
+    """
     state = _state(ctx)
     now = datetime.now(UTC)
     fresh = now - timedelta(seconds=max(2.0, state.settings.sweep_interval / 2))
-    stale = now - timedelta(seconds=JOB_TIMEOUT + 30)  # a live job would have ended by then
+    stale = now - timedelta(seconds=JOB_TIMEOUT + 15)  # a live job would have ended by then
     async with state.engine.connect() as conn:
         events = (
             await conn.scalars(
                 select(Event.id).where(Event.status == "received", Event.received_at < fresh).limit(5000)
             )
         ).all()
-        runs = (
-            await conn.scalars(select(Run.id).where(Run.status.not_in(TERMINAL), Run.created_at < stale).limit(5000))
+        due = (
+            await conn.execute(
+                select(Run.id, Run.job_id).where(Run.status == "retrying", Run.next_attempt_at < fresh).limit(5000)
+            )
+        ).all()
+        stuck = (
+            await conn.execute(
+                select(Run.id, Run.job_id)
+                .where(
+                    Run.status.in_(("pending", "running")),
+                    func.coalesce(Run.next_attempt_at, Run.created_at) < stale,
+                )
+                .limit(5000)
+            )
         ).all()
     for event_id in events:
         await state.enqueue("process_event", event_id, job_id=f"event:{event_id}")
-    for run_id in runs:
-        await state.enqueue("execute_run", run_id, job_id=f"run:{run_id}")
-    if events or runs:
-        log.info("sweep_enqueued", events=len(events), runs=len(runs))
-    return len(events) + len(runs)
+    for run_id, job_id in due:
+        await state.enqueue("execute_run", run_id, job_id=job_id or f"run:{run_id}:due")
+    for run_id, _job in stuck:
+        await state.enqueue("execute_run", run_id, job_id=f"run:{run_id}:stuck:{int(now.timestamp()) // 60}")
+    if events or due or stuck:
+        log.info("sweep_enqueued", events=len(events), due_retries=len(due), stuck_runs=len(stuck))
+    return len(events) + len(due) + len(stuck)
 
 
-JOB_TIMEOUT = 300
+JOB_TIMEOUT = 120  # seconds; arq re-runs a killed worker's job after this + 10 s

@@ -97,17 +97,25 @@ class Run(Base):
     """One rule matched for one event: its steps run in order."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_runs_status_created", "status", "created_at"),
+        Index("ix_runs_status_next", "status", "next_attempt_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
     event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
     rule_id: Mapped[str] = mapped_column(String(64), index=True)
     rule_location: Mapped[str] = mapped_column(String(1024), default="")
     ruleset_version: Mapped[str] = mapped_column(String(64), default="")
-    # pending → running → succeeded | failed
+    # pending → running → (retrying → running …) → succeeded | failed (permanent) | dead (retries exhausted)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # when the next retry is due (retrying), or when the run last started (running): the reconciler's clock
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # the arq job id that carries this run's next attempt; the reconciler re-enqueues under the same id
+    job_id: Mapped[str | None] = mapped_column(String(96))
+    replay_of: Mapped[str | None] = mapped_column(String(26))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -126,8 +134,10 @@ class RunStep(Base):
     position: Mapped[int] = mapped_column(Integer)
     step_id: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(32))
-    # pending → running → succeeded | failed | skipped
+    # pending → running → (retrying → running …) → succeeded | failed | dead | skipped
     status: Mapped[str] = mapped_column(String(16), default="pending")
+    note: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     idempotency_key: Mapped[str] = mapped_column(String(200))
     rendered: Mapped[Any] = mapped_column(JSON, nullable=True)
     output: Mapped[Any] = mapped_column(JSON, nullable=True)

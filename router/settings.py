@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from router.errors import SettingsError
+from router.retry import DEFAULT_SCHEDULE, RetryPolicy, parse_schedule
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/router.db"
 
@@ -29,6 +30,9 @@ _ACCEPTS: dict[str, str] = {
     "sweep_interval": "a number of seconds from 1 upwards",
     "log_level": "debug, info, warning or error",
     "egress_allow": "comma-separated CIDRs and host names",
+    "retry_schedule": "comma-separated durations such as 5s,5m,30m,2h (each up to 7d)",
+    "retry_jitter": "a fraction from 0 to 1",
+    "shutdown_grace": "a whole number of seconds from 0 to 3600",
 }
 
 
@@ -52,8 +56,19 @@ class Settings(BaseSettings):
     worker_max_jobs: int = Field(50, ge=1, le=1000, description="Jobs one worker process runs at once.")
     sweep_interval: float = Field(10.0, ge=1.0, description="Seconds between sweeps for events never enqueued.")
     slack_api_url: str = Field("https://slack.com/api", description="Base URL of Slack's Web API.")
+    retry_schedule: str = Field(
+        DEFAULT_SCHEDULE, description="Delays before each retry of a step that failed for a passing reason."
+    )
+    retry_jitter: float = Field(0.1, ge=0, le=1, description="Spread each retry delay by up to ± this fraction.")
+    shutdown_grace: int = Field(
+        25, ge=0, le=3600, description="Seconds a worker given SIGTERM waits for running jobs before handing them back."
+    )
     log_level: str = Field("info", description="Log level.")
-    egress_allow: str = Field("", description="Comma-separated CIDRs and host names outgoing calls may reach.")
+    egress_allow: str = Field(
+        "",
+        description="Comma-separated CIDRs and host names outgoing calls may reach besides public addresses "
+        "(loopback, private, link-local and metadata addresses are blocked otherwise).",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -61,6 +76,24 @@ class Settings(BaseSettings):
         if value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError("not a log level")
         return value.lower()
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
+    def retry_policy(self) -> RetryPolicy:
+        """The global retry policy (ROUTER_RETRY_SCHEDULE, ROUTER_RETRY_JITTER)."""
+        return RetryPolicy(parse_schedule(self.retry_schedule), self.retry_jitter)
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress(cls, value: str) -> str:
+        from router.egress import EgressPolicy
+
+        EgressPolicy.parse(value)  # a bad entry fails at start, naming it
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -57,7 +57,7 @@ async def create_state(settings: Settings, rules: RulesHolder | None = None, *, 
         settings=settings,
         engine=engine,
         sessions=db.sessionmaker(engine),
-        http=create_client(),
+        http=create_client(settings),
         rules=rules or load_rules(settings),
     )
 
@@ -85,10 +85,16 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["state"] = state if state is not None else await create_state(settings)
         ctx["state"].redis = ctx["redis"]
+        if own_state and not burst:  # a standalone worker watches the rules itself (`router dev` shares the web's)
+            from router.reload import watch_rules
+
+            ctx["rules_watcher"] = watch_rules(settings, ctx["state"].rules)
         if burst:  # no cron in burst mode: sweep once, then drain the queue
             await sweep(ctx)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        if "rules_watcher" in ctx:
+            await ctx["rules_watcher"].stop()
         if own_state and "state" in ctx:
             await close_state(ctx["state"])
 
@@ -109,6 +115,9 @@ def build_worker(
         keep_result=0,
         job_timeout=JOB_TIMEOUT,
         health_check_interval=10,
+        # SIGTERM: stop taking jobs, let running ones finish for this long, then cancel them; a cancelled
+        # job goes back on the queue and resumes from the ledger (each step is committed as it ends).
+        job_completion_wait=settings.shutdown_grace,
         log_results=False,
     )
 

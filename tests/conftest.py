@@ -230,6 +230,8 @@ def router_factory(tmp_path: Path, redis_clean: str, sqlite_url: str) -> RouterF
                 "redis_url": redis_clean,
                 "rules_dir": rules_dir,
                 "sweep_interval": 2,
+                "retry_schedule": "",  # no retries unless a test asks: failures end at once
+                "egress_allow": "127.0.0.0/8,::1",  # the test servers are on loopback
             }
             settings = load_settings(**(values | overrides))
             app = create_app(settings, embedded_worker=worker)

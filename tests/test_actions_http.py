@@ -300,12 +300,14 @@ async def test_failure_is_recorded_and_stops_the_run(
     assert [req.path for req, _ in httpserver.log] == ["/call"]
     assert event["status"] == "failed"
     (run,) = event["runs"]
-    assert (run["status"], run["error"]) == ("failed", f"step 'call': {error}")
+    # A passing failure is retried; with no retries left (the tests' schedule is empty) the run is dead.
+    ended, final = ("dead", f"{error} (gave up after 1 attempt)") if retryable else ("failed", error)
+    assert (run["status"], run["error"]) == (ended, f"step 'call': {final}")
     call, after = run["steps"]
-    assert (call["status"], call["error"]) == ("failed", error)
+    assert (call["status"], call["error"]) == (ended, final)
     assert (call["output"]["status"], call["output"]["snippet"]) == (status, text)
     (attempt,) = call["attempts"]
-    assert (attempt["outcome"], attempt["error"], attempt["retryable"]) == ("failed", error, retryable)
+    assert (attempt["outcome"], attempt["error"], attempt["retryable"]) == ("failed", final, retryable)
     assert (attempt["response_status"], attempt["response_body"]) == (status, text)
     assert json.loads(attempt["request"]["body"]) == {"n": 1}
     assert after["status"] not in ("succeeded", "failed")
@@ -351,12 +353,12 @@ async def test_timeouts_and_connection_errors(
         event = await run_event(r, {})
     (step,) = event["runs"][0]["steps"]
     (attempt,) = step["attempts"]
-    assert (event["status"], step["status"]) == ("failed", "failed")
+    assert (event["status"], step["status"]) == ("failed", "dead")
     assert (attempt["retryable"], attempt["response_status"]) == (True, None)
     if delays is None:
         assert step["error"].startswith("connection failed: ConnectError")
     else:
-        assert step["error"] == "timed out after 0.3 s"
+        assert step["error"] == "timed out after 0.3 s (gave up after 1 attempt)"
         assert attempt["duration_ms"] < 700  # the deadline covers the whole response, not each read
 
 

@@ -137,8 +137,9 @@ async def test_chat_post_message_ok_false_fails_the_step(
         event, text = await run_event(r)
     (run,) = event["runs"]
     (post,) = run["steps"]
-    message = f"Slack chat.postMessage failed: {error}"
-    assert (event["status"], run["status"], post["status"]) == ("failed", "failed", "failed")
+    message = f"Slack chat.postMessage failed: {error}" + (" (gave up after 1 attempt)" if retryable else "")
+    ended = "dead" if retryable else "failed"
+    assert (event["status"], run["status"], post["status"]) == ("failed", ended, ended)
     assert post["error"] == message
     assert run["error"] == f"step 'post': {message}"
     (attempt,) = post["attempts"]

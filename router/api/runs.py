@@ -1,0 +1,134 @@
+"""``/api/dead-letters``, replay and retry: thin handlers over ``router.replay``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from litestar import Response, get, post
+from litestar.datastructures import State
+from litestar.params import JSONBody, PathParameter, QueryParameter
+from pydantic import BaseModel, ConfigDict, Field
+
+from router.api.problems import problem
+from router.delivery import FAILED
+from router.replay import Filters, ReplayError, bulk_retry, dead_letters, preview, replay_event, retry_run
+
+RunFailure = Literal["failed", "dead"]
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    resend: bool = Field(False, description="Send again steps that already succeeded for this event.")
+
+
+class RetryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: Literal["failed_step", "start"] = Field("failed_step", alias="from")
+    resend: bool = False
+
+
+class BulkRequest(RetryRequest):
+    rule: str | None = None
+    source: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    status: list[RunFailure] = Field(default_factory=lambda: list[RunFailure](["failed", "dead"]))
+    confirm: str | None = Field(None, description="The token from the preview; without it nothing is retried.")
+
+
+async def _enqueue(state: State, function: str, *args: Any, job_id: str, defer: float | None = None) -> None:
+    await state.redis.enqueue_job(function, *args, _job_id=job_id, _defer_by=defer)
+
+
+def _enqueuer(state: State) -> Any:
+    async def enqueue(function: str, *args: Any, job_id: str, defer: float | None = None) -> None:
+        await _enqueue(state, function, *args, job_id=job_id, defer=defer)
+
+    return enqueue
+
+
+@get(
+    "/api/dead-letters",
+    operation_id="ListDeadLetters",
+    tags=["delivery"],
+    summary="Failed and dead runs with every attempt's error",
+)
+async def list_dead_letters(
+    state: State,
+    rule: Annotated[str | None, QueryParameter(description="Only this rule.")] = None,
+    source: Annotated[str | None, QueryParameter(description="Only events of this source.")] = None,
+    since: Annotated[datetime | None, QueryParameter(description="Events received at or after (ISO 8601).")] = None,
+    until: Annotated[datetime | None, QueryParameter(description="Events received before (ISO 8601).")] = None,
+    status: Annotated[
+        Literal["failed", "dead"] | None,
+        QueryParameter(description="dead: retries exhausted; failed: a permanent error."),
+    ] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000, description="At most this many, newest first.")] = 100,
+) -> dict[str, Any]:
+    f = Filters(rule, source, since, until, (status,) if status else FAILED)
+    return {"dead_letters": await dead_letters(state.engine, f, limit)}
+
+
+@post(
+    "/api/events/{event_id:str}/replay",
+    operation_id="ReplayEvent",
+    tags=["delivery"],
+    status_code=202,
+    summary="Route a stored event again through the rules in force",
+)
+async def replay(
+    state: State,
+    event_id: Annotated[str, PathParameter(description="Event id.")],
+    data: JSONBody[ReplayRequest | None] = None,
+) -> Response[Any]:
+    try:
+        body = await replay_event(
+            state.engine, _enqueuer(state), state.rules.current, event_id, resend=bool(data and data.resend)
+        )
+    except ReplayError as exc:
+        return problem(exc.status, "Cannot replay", str(exc))
+    return Response(body, status_code=202)
+
+
+@post(
+    "/api/runs/{run_id:str}/retry",
+    operation_id="RetryRun",
+    tags=["delivery"],
+    status_code=202,
+    summary="Retry a failed or dead run from its failed step, or from the start",
+)
+async def retry(
+    state: State,
+    run_id: Annotated[str, PathParameter(description="Run id.")],
+    data: JSONBody[RetryRequest | None] = None,
+) -> Response[Any]:
+    req = data or RetryRequest()
+    try:
+        body = await retry_run(
+            state.engine, _enqueuer(state), state.rules.current, run_id, start=req.from_ == "start", resend=req.resend
+        )
+    except ReplayError as exc:
+        return problem(exc.status, "Cannot retry", str(exc))
+    return Response(body, status_code=202)
+
+
+@post(
+    "/api/runs/retry",
+    operation_id="RetryRuns",
+    tags=["delivery"],
+    status_code=200,
+    summary="Retry many failed or dead runs: a preview with a count, then a confirmed run",
+)
+async def retry_bulk(state: State, data: JSONBody[BulkRequest]) -> Response[Any]:
+    f = Filters(data.rule, data.source, data.since, data.until, tuple(data.status))
+    start = data.from_ == "start"
+    if data.confirm is None:
+        return Response(await preview(state.engine, f, start=start) | {"done": False})
+    try:
+        body = await bulk_retry(
+            state.engine, _enqueuer(state), state.rules.current, f, data.confirm, start=start, resend=data.resend
+        )
+    except ReplayError as exc:
+        return problem(exc.status, "Not confirmed", str(exc))
+    return Response(body | {"done": True}, status_code=202)
