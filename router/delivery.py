@@ -116,7 +116,11 @@ class Deliverer:
                 outputs[row.step_id] = row.output if row.output is not None else SKIPPED_OUTPUT
         if not todo:
             return await self._finish(plan, "succeeded", None)
+        started = time.monotonic()
+        budget = self.settings.job_timeout / 2
         for row in todo:
+            if row is not todo[0] and time.monotonic() - started > budget:
+                return await self._hand_off(plan, row)
             step = compiled.get(row.step_id)
             if step is None:
                 return await self._finish(plan, "failed", f"step {row.step_id!r} is no longer in rule {rule.id!r}")
@@ -214,6 +218,16 @@ class Deliverer:
         elif run_status is not None:
             log.info("run_finished", run_id=plan.id, rule=plan.rule_id, status=run_status)
         return outcome
+
+    async def _hand_off(self, plan: RunPlan, row: StepRow) -> str:
+        """Past half the job's time: leave the rest of the run to a new job, so no job outlives its timeout
+        (a killed worker's work must come back within seconds, which needs short job timeouts)."""
+        job_id = f"run:{plan.id}:from:{row.id}"
+        async with self.engine.begin() as conn:
+            await self._close(conn, plan, "pending", None, utcnow(), job_id)
+        await self.enqueue("execute_run", plan.id, job_id=job_id)
+        log.info("run_handed_off", run_id=plan.id, next_step=row.step_id)
+        return "pending"
 
     def policy(self, rule: CompiledRule, step: CompiledStep) -> RetryPolicy:
         """The step's retry policy: its own `retry`, else its rule's, else the global schedule."""

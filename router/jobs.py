@@ -250,7 +250,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
     state = _state(ctx)
     now = datetime.now(UTC)
     fresh = now - timedelta(seconds=max(2.0, state.settings.sweep_interval / 2))
-    stale = now - timedelta(seconds=JOB_TIMEOUT + 15)  # a live job would have ended by then
+    stale = now - timedelta(seconds=state.settings.job_timeout + 15)  # a live job would have ended by then
     async with state.engine.connect() as conn:
         events = (
             await conn.scalars(
@@ -282,5 +282,3 @@ async def sweep(ctx: dict[str, Any]) -> int:
         log.info("sweep_enqueued", events=len(events), due_retries=len(due), stuck_runs=len(stuck))
     return len(events) + len(due) + len(stuck)
 
-
-JOB_TIMEOUT = 120  # seconds; arq re-runs a killed worker's job after this + 10 s

@@ -33,6 +33,7 @@ _ACCEPTS: dict[str, str] = {
     "retry_schedule": "comma-separated durations such as 5s,5m,30m,2h (each up to 7d)",
     "retry_jitter": "a fraction from 0 to 1",
     "shutdown_grace": "a whole number of seconds from 0 to 3600",
+    "job_timeout": "a whole number of seconds from 5 to 3600",
 }
 
 
@@ -60,6 +61,9 @@ class Settings(BaseSettings):
         DEFAULT_SCHEDULE, description="Delays before each retry of a step that failed for a passing reason."
     )
     retry_jitter: float = Field(0.1, ge=0, le=1, description="Spread each retry delay by up to ± this fraction.")
+    job_timeout: int = Field(
+        60, ge=5, le=3600, description="Longest a worker job may run; a killed worker's work returns after this + 10 s."
+    )
     shutdown_grace: int = Field(
         25, ge=0, le=3600, description="Seconds a worker given SIGTERM waits for running jobs before handing them back."
     )

@@ -12,7 +12,7 @@ from arq.worker import Worker, func
 from router import db
 from router.errors import RuleSetError
 from router.http import create_client
-from router.jobs import JOB_TIMEOUT, RulesHolder, WorkerState, execute_run, process_event, sweep
+from router.jobs import RulesHolder, WorkerState, execute_run, process_event, sweep
 from router.ruleset import load_ruleset
 from router.settings import Settings
 
@@ -113,7 +113,7 @@ def build_worker(
         poll_delay=settings.poll_delay,
         max_jobs=settings.worker_max_jobs,
         keep_result=0,
-        job_timeout=JOB_TIMEOUT,
+        job_timeout=settings.job_timeout,
         health_check_interval=10,
         # SIGTERM: stop taking jobs, let running ones finish for this long, then cancel them; a cancelled
         # job goes back on the queue and resumes from the ledger (each step is committed as it ends).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -138,3 +139,37 @@ async def test_execute_run_resumes_one_run_found_by_the_sweep(
     assert await execute_run(worker_ctx, str(run_id)) == "done"
     assert (await steps_of(worker_ctx, event_id))["notify"] == ("succeeded", 2, "succeeded", "succeeded")
     assert len([r for r, _ in httpserver.log if r.path.startswith("/orders/")]) == 1
+
+
+async def test_a_long_run_hands_its_remaining_steps_to_a_new_job(
+    tmp_path: Path, httpserver: HTTPServer, database_url: str, redis_clean: str
+) -> None:
+    def slow(_request: Any) -> Any:
+        from werkzeug import Response
+
+        time.sleep(3)
+        return Response('{"id": "o-9", "total": 5}', content_type="application/json")
+
+    httpserver.expect_request("/orders/o-9").respond_with_handler(slow)
+    httpserver.expect_request("/notify").respond_with_data("ok")
+    settings = load_settings(
+        database_url=database_url,
+        redis_url=redis_clean,
+        egress_allow="127.0.0.0/8,::1",
+        job_timeout=5,
+        rules_dir=write_rules(tmp_path / "rules", rules(httpserver.url_for("").rstrip("/"))),
+    )
+    state = await create_state(settings)
+    ctx: dict[str, Any] = {"state": state}
+    try:
+        event_id = await store_event(ctx, {"order": "o-9"})
+        assert await process_event(ctx, event_id) == 1  # fetch takes 3 s > half the 5 s job: notify is handed on
+        async with state.engine.connect() as conn:
+            run_id, status, job_id = (await conn.execute(select(Run.id, Run.status, Run.job_id))).one()
+        assert status == "pending"
+        assert job_id.startswith(f"run:{run_id}:from:")
+        assert (await steps_of(ctx, event_id))["notify"][0] == "pending"
+        assert await execute_run(ctx, run_id) == "succeeded"
+        assert (await steps_of(ctx, event_id))["notify"] == ("succeeded", 1, "succeeded", "succeeded")
+    finally:
+        await close_state(state)
