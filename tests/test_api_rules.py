@@ -55,6 +55,8 @@ async def test_rules_are_listed_with_their_location(router_factory: RouterFactor
         "url": "/hooks/shop",
         "verify": "none",
         "dedupe": None,
+        "preset": None,
+        "event_type": None,
         "location": body["sources"][0]["location"],
     }
     assert body["errors"] == []

@@ -56,6 +56,8 @@ def step_dict(s: RunStep) -> dict[str, Any]:
         "rendered": s.rendered,
         "output": s.output,
         "error": s.error,
+        "note": s.note,
+        "next_attempt_at": _iso(s.next_attempt_at),
         "started_at": _iso(s.started_at),
         "finished_at": _iso(s.finished_at),
         "attempts": [attempt_dict(a) for a in s.attempts],
@@ -127,3 +129,26 @@ async def get_event(state: State, event_id: Annotated[str, PathParameter(descrip
         "parent_step_id": event.parent_step_id,
         "runs": [run_dict(r) for r in event.runs],
     }
+
+
+@get(
+    "/api/events/{event_id:str}/explain",
+    operation_id="ExplainEvent",
+    tags=["events"],
+    summary="Why a rule matched this event or not, operand by operand, and what its steps rendered",
+)
+async def explain_event(
+    state: State,
+    event_id: Annotated[str, PathParameter(description="Event id.")],
+    rule: Annotated[str, QueryParameter(description="Id of a loaded rule.")],
+) -> dict[str, Any]:
+    from router.explain import explain_stored
+
+    rs = state.rules.current
+    compiled = rs.rules.get(rule)
+    if compiled is None:
+        raise NotFoundException(f"no loaded rule {rule!r}")
+    result = await explain_stored(state.sessions, compiled, event_id, rs.secrets)
+    if result is None:
+        raise NotFoundException(f"no event {event_id!r}")
+    return result

@@ -1,4 +1,4 @@
-"""``/api/rules``: the loaded rules and sources, and the side-effect-free dry run."""
+"""``/api/rules``: the loaded rules and sources, the side-effect-free dry run and the what-if replay."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from router.errors import RuleSetError
 from router.ingest import fold_headers
 from router.models import Event
 from router.routing import event_dict
-from router.ruleset import compile_rule_spec
+from router.ruleset import CompiledRule, RuleSet, compile_rule_spec
+from router.whatif import DEFAULT_LAST, MAX_LAST, what_if
 
 
 @get("/api/rules", operation_id="ListRules", tags=["rules"], summary="Loaded rules and sources, with file:line")
@@ -31,6 +32,8 @@ async def list_rules(state: State) -> dict[str, Any]:
                 "url": f"/hooks/{s.id}",
                 "verify": s.verify.scheme if s.verify else "none",
                 "dedupe": s.dedupe.source if s.dedupe else None,
+                "preset": s.preset,
+                "event_type": s.event_type.source if s.event_type else None,
                 "location": s.location,
             }
             for s in rs.sources.values()
@@ -51,6 +54,23 @@ async def list_rules(state: State) -> dict[str, Any]:
     }
 
 
+def _rule_from(data: dict[str, Any], rs: RuleSet) -> CompiledRule:
+    """The rule a request names: ``rule`` (a rule as JSON, compiled here) or ``rule_id`` (a loaded rule)."""
+    if "rule" in data:
+        if not isinstance(data["rule"], dict):
+            raise ValidationException("`rule` must be an object: a rule as JSON")
+        try:
+            return compile_rule_spec(data["rule"], rs)
+        except RuleSetError as exc:
+            raise ValidationException("the rule is not valid", extra=[e.as_dict() for e in exc.errors]) from None
+    if "rule_id" in data:
+        rule = rs.rules.get(str(data["rule_id"]))
+        if rule is None:
+            raise NotFoundException(f"no loaded rule {data['rule_id']!r}")
+        return rule
+    raise ValidationException("give `rule_id` or `rule`")
+
+
 @post(
     "/api/rules/dry-run",
     operation_id="DryRunRule",
@@ -61,19 +81,7 @@ async def list_rules(state: State) -> dict[str, Any]:
 async def dry_run_rule(state: State, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
     """Body: ``rule_id`` or ``rule``; ``event_id`` or ``event`` ({body, headers, query}); optional ``step_outputs``."""
     rs = state.rules.current
-    if "rule" in data:
-        if not isinstance(data["rule"], dict):
-            raise ValidationException("`rule` must be an object: a rule as JSON")
-        try:
-            rule = compile_rule_spec(data["rule"], rs)
-        except RuleSetError as exc:
-            raise ValidationException("the rule is not valid", extra=[e.as_dict() for e in exc.errors]) from None
-    elif "rule_id" in data:
-        rule = rs.rules.get(str(data["rule_id"]))
-        if rule is None:
-            raise NotFoundException(f"no loaded rule {data['rule_id']!r}")
-    else:
-        raise ValidationException("give `rule_id` or `rule`")
+    rule = _rule_from(data, rs)
     if "event_id" in data:
         async with state.sessions() as session:
             row = await session.get(Event, str(data["event_id"]))
@@ -110,3 +118,23 @@ async def dry_run_rule(state: State, data: JSONBody[dict[str, Any]]) -> dict[str
     if not isinstance(outputs, dict):
         raise ValidationException("`step_outputs` must be an object of step id → {status, headers, body}")
     return dry_run(rule, event, rs.secrets, outputs)
+
+
+@post(
+    "/api/rules/what-if",
+    operation_id="WhatIfRule",
+    tags=["rules"],
+    status_code=200,
+    summary="What would a new or edited rule do on the last N stored events, next to what the current rule did?",
+)
+async def what_if_rule(state: State, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
+    """Body: ``rule`` or ``rule_id``; ``last`` (1-1000, default 100); optional ``source`` (default: the rule's)."""
+    rs = state.rules.current
+    rule = _rule_from(data, rs)
+    last = data.get("last", DEFAULT_LAST)
+    if isinstance(last, bool) or not isinstance(last, int) or not 1 <= last <= MAX_LAST:
+        raise ValidationException(f"`last` must be a whole number from 1 to {MAX_LAST}")
+    source = data.get("source")
+    if source is not None and (not isinstance(source, str) or not source):
+        raise ValidationException("`source` must be a source id")
+    return await what_if(state.sessions, rule, rs.secrets, last, source)
