@@ -1,14 +1,16 @@
 """Turn an incoming webhook into an event row: look up the source, verify, parse, find its dedupe key.
 
 Plain functions, testable without HTTP. The order of checks is the public contract:
-unknown source → 404, body too large → 413 (checked while reading), signature → 401, parse → 400.
+unknown source → 404, Content-Encoding other than identity → 415 (before reading), body too large → 413
+(checked while reading), signature → 401, parse (invalid JSON/UTF-8, JSON nested deeper than 64) → 400.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +25,15 @@ from router.ruleset import CompiledSource, RuleSet
 from router.signatures import SCHEMES, VerifyConfig, verify
 
 _json = msgspec.json.Decoder()
+
+MAX_JSON_DEPTH = 64
+# A JSON string, escapes included (the unrolled form: linear time, no backtracking).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_OPENERS = frozenset(b"[{")
+
+# The clock the signature check reads; tests inject a fixed one to probe the tolerance edges exactly.
+clock: Callable[[], float] = time.time
 
 
 @dataclass
@@ -78,10 +89,60 @@ def check_signature(source: CompiledSource, req: Incoming, now: float | None = N
             req.raw,
             req.headers,
             {k: v if isinstance(v, str) else v[0] for k, v in req.query.items()},
-            now if now is not None else time.time(),
+            now if now is not None else clock(),
         )
     except SignatureError as exc:
         raise IngestError(401, "Signature verification failed", str(exc)) from None
+
+
+def check_content_encoding(headers: Mapping[str, str]) -> None:
+    """Only uncompressed bodies: signatures cover the bytes as sent, and nothing is ever inflated (no zip bombs)."""
+    value = headers.get("content-encoding", "")
+    codings = [c.strip().lower() for c in value.split(",") if c.strip()]
+    refused = [c for c in codings if c != "identity"]
+    if refused:
+        raise IngestError(
+            415,
+            "Unsupported Content-Encoding",
+            f"Content-Encoding {', '.join(refused)} is not accepted; send the body uncompressed",
+        )
+
+
+def json_depth_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if brackets outside strings nest deeper than ``limit``; no recursion, C-speed passes over the bytes.
+
+    Strings are cut out first (a regex), then everything but brackets is deleted (``bytes.translate``);
+    only the brackets are walked in Python, and not at all when there are too few to reach the limit.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:  # the common case: a flat or shallow body, no pass at all
+        return False
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if len(brackets) <= limit or brackets.count(b"[") + brackets.count(b"{") <= limit:
+        return False
+    depth = 0
+    for byte in brackets:
+        if byte in _OPENERS:
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def parse_json(raw: bytes) -> Any:
+    if json_depth_exceeds(raw):
+        raise IngestError(400, "Body is nested too deeply", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return _json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise IngestError(400, "Body is not valid JSON", str(exc)) from None
+    except UnicodeDecodeError as exc:  # msgspec raises this one bare for invalid UTF-8 inside a string: was a 500
+        raise IngestError(400, "Body is not valid UTF-8", f"invalid UTF-8 in a JSON string: {exc.reason}") from None
+    except RecursionError:  # unreachable after the depth check, kept so it can never become a 500
+        raise IngestError(
+            400, "Body is nested too deeply", f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
 
 
 def parse_body(raw: bytes, content_type: str) -> Any:
@@ -90,10 +151,7 @@ def parse_body(raw: bytes, content_type: str) -> Any:
     if not raw:
         return None
     if ctype == "application/json" or ctype.endswith("+json") or (not ctype and raw.lstrip()[:1] in (b"{", b"[")):
-        try:
-            return _json.decode(raw)
-        except msgspec.DecodeError as exc:
-            raise IngestError(400, "Body is not valid JSON", str(exc)) from None
+        return parse_json(raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -119,6 +177,7 @@ def dedupe_key(source: CompiledSource, event: Mapping[str, Any]) -> str | None:
 def accept(ruleset: RuleSet, req: Incoming, *, chain_depth: int = 0) -> dict[str, Any]:
     """Verify and parse an incoming request into an event row (not yet stored)."""
     source = find_source(ruleset, req.source)
+    check_content_encoding(req.headers)
     check_signature(source, req)
     body = parse_body(req.raw, req.content_type)
     if source.verify is not None:

@@ -84,6 +84,21 @@ def _plain(node: Any, path: Path_, positions: dict[Path_, tuple[int, int]]) -> A
     return str(node)
 
 
+ANCHOR_MESSAGE = "YAML anchors and aliases (&name / *name) are not allowed in rule files; repeat the value"
+
+
+def _first_anchor(source: str) -> tuple[int, int] | None:
+    """The 1-based position of the first anchor or alias, found on the event stream before anything is built.
+
+    Refusing them outright closes alias bombs (a few lines that expand to billions of nodes when walked).
+    """
+    for event in YAML(typ="rt").parse(source):
+        if getattr(event, "anchor", None) is not None:  # AliasEvent, or a node event carrying ``&name``
+            mark = event.start_mark
+            return mark.line + 1, mark.column + 1
+    return None
+
+
 def parse_yaml(text: bytes, file: str) -> tuple[Any, Locator, list[RuleError]]:
     """Parse one file; returns plain data, its locator and any errors (never raises on bad input)."""
     locator = Locator(file)
@@ -92,7 +107,11 @@ def parse_yaml(text: bytes, file: str) -> tuple[Any, Locator, list[RuleError]]:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
-        node = yaml.load(text.decode("utf-8"))
+        source = text.decode("utf-8")
+        anchor = _first_anchor(source)
+        if anchor is not None:
+            return None, locator, [RuleError(ANCHOR_MESSAGE, file=file, line=anchor[0], col=anchor[1])]
+        node = yaml.load(source)
     except UnicodeDecodeError as exc:
         return None, locator, [RuleError(f"file is not UTF-8: {exc.reason} at byte {exc.start}", file=file)]
     except MarkedYAMLError as exc:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 
-_FORBIDDEN = ("\r", "\n", "\0")
+# CR, LF, NUL, and every other character str.splitlines() breaks on: a header written from a template
+# must stay one line whatever later code (email folding, a proxy, a log line) treats as a line end.
+_FORBIDDEN = frozenset("\r\n\0\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110 token)
 
 
 def check_url(value: str) -> str:
@@ -21,8 +25,18 @@ def check_url(value: str) -> str:
 
 
 def check_header_text(value: str, what: str = "header value") -> str:
-    if any(c in value for c in _FORBIDDEN):
-        raise ValueError(f"{what} must not contain CR, LF or NUL characters")
+    if not _FORBIDDEN.isdisjoint(value):
+        raise ValueError(
+            f"{what} must not contain CR, LF or NUL characters, nor another line break "
+            "(U+000B, U+000C, U+001C-U+001E, U+0085, U+2028, U+2029)"
+        )
+    return value
+
+
+def check_header_name(value: str) -> str:
+    check_header_text(value, "header name")
+    if not _TOKEN.fullmatch(value):
+        raise ValueError(f"header name {value!r} is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~)")
     return value
 
 
@@ -35,5 +49,5 @@ def header_map(value: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, raw in value.items():
         text = raw if isinstance(raw, str) else str(raw).lower() if isinstance(raw, bool) else str(raw)
-        out[check_header_text(str(name), "header name")] = check_header_text(text)
+        out[check_header_name(str(name))] = check_header_text(text)
     return out

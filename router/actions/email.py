@@ -108,6 +108,23 @@ class EmailConfig(ActionConfig):
         return self
 
 
+def check_decoded_headers(message: EmailMessage) -> None:
+    """Refuse a header whose value only breaks lines once parsed.
+
+    ``email`` decodes RFC 2047 encoded words in a str assigned to a header (``=?utf-8?q?x=0D=0ABcc:_a@b?=``)
+    and, before CPython 3.11.10/3.12.5 (CVE-2024-6923), writes the decoded CR LF out raw: a header injection
+    that the check on the rendered text cannot see. So the parsed values are checked too.
+    """
+    for name in ("From", "To", "Cc", "Reply-To", "Subject"):
+        value = message[name]
+        if value is None:
+            continue
+        try:
+            check_header_text(str(value), name)
+        except ValueError as exc:
+            raise PermanentError(f"{exc} once its RFC 2047 encoded words are decoded; nothing was sent") from None
+
+
 class EmailAction(Action):
     name = "email"
     description = "Send an email over SMTP."
@@ -123,6 +140,7 @@ class EmailAction(Action):
         if config.reply_to:
             message["Reply-To"] = config.reply_to
         message["Subject"] = config.subject
+        check_decoded_headers(message)
         message["Date"] = formatdate(time.time(), localtime=False)
         message_id = f"<{ctx.idempotency_key.replace(':', '.')}@event-router>"
         message["Message-ID"] = message_id

@@ -12,8 +12,13 @@ from sqlalchemy import select
 
 from router.api.problems import problem
 from router.errors import IngestError
-from router.ingest import Incoming, accept, find_source, fold_headers, fold_pairs, parse_body
+from router.ingest import Incoming, accept, check_content_encoding, find_source, fold_headers, fold_pairs, parse_body
 from router.models import InboxRequest, new_id, utcnow
+
+
+def headers_of(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """Every header, a repeated one joined with ', ' (so a second Content-Encoding is not overlooked)."""
+    return fold_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"])
 
 
 def incoming(request: Request[Any, Any, Any], source: str, raw: bytes) -> Incoming:
@@ -21,7 +26,7 @@ def incoming(request: Request[Any, Any, Any], source: str, raw: bytes) -> Incomi
         source=source,
         method=request.method,
         path=request.url.path,
-        headers=fold_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]),
+        headers=headers_of(request),
         query=fold_pairs(request.query_params.multi_items()),
         raw=raw,
     )
@@ -37,8 +42,12 @@ async def receive(
 ) -> Response[Any]:
     """Verify the request against its source, commit it to the database, then answer 202 with its id."""
     ruleset = state.rules.current
-    find_source(ruleset, source)  # 404 before reading the body
-    raw = await read_body(request, state.settings.max_body_bytes)
+    try:
+        find_source(ruleset, source)  # 404 and 415 before reading the body
+        check_content_encoding(headers_of(request))
+        raw = await read_body(request, state.settings.max_body_bytes)
+    except IngestError as exc:
+        return unread(exc)
     row = accept(ruleset, incoming(request, source, raw))
     try:
         event_id, duplicate = await state.writer.store(row)
@@ -47,6 +56,13 @@ async def receive(
     if duplicate:
         return Response({"event_id": event_id, "duplicate": True}, status_code=200)
     return Response({"event_id": event_id}, status_code=202)
+
+
+def unread(exc: IngestError) -> Response[Any]:
+    """A refusal sent before the whole body was read: close the connection, or the server drains the rest."""
+    response = problem(exc.status, exc.title, exc.detail)
+    response.headers["connection"] = "close"
+    return response
 
 
 async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
@@ -82,11 +98,14 @@ async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
 )
 async def catch(
     request: Request[Any, Any, Any], state: State, name: Annotated[str, PathParameter(description="Inbox name.")]
-) -> dict[str, Any]:
+) -> Response[Any] | dict[str, Any]:
     """Store any request under ``name``, so deliveries can be seen without an outside service."""
     if not name or len(name) > 64:
         raise IngestError(400, "Bad inbox name", "use 1 to 64 characters")
-    raw = await read_body(request, state.settings.max_body_bytes)
+    try:
+        raw = await read_body(request, state.settings.max_body_bytes)
+    except IngestError as exc:
+        return unread(exc)
     req = incoming(request, name, raw)
     try:
         body = parse_body(raw, req.content_type)
