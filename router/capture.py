@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from router.faults import crash_point
 from router.models import Event
 
 log = structlog.get_logger("router.capture")
@@ -116,6 +117,7 @@ class EventWriter:
 
     async def _notify(self, ids: list[str]) -> None:
         assert self.on_committed is not None
+        crash_point("after_commit")  # test-only (router/faults.py): committed (202 given), not yet enqueued
         try:
             await self.on_committed(ids)
         except Exception as exc:  # Redis down: the sweep enqueues these later

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,11 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from router.actions import ACTIONS, ActionContext
 from router.capture import insert_events
+from router.destinations import Destinations, Hold, destination_of
 from router.errors import ActionError, PermanentError
+from router.faults import crash_point
 from router.ingest import Incoming, new_event_row
+from router.limits import Lease
 from router.models import Attempt, Event, Run, RunStep, utcnow
 from router.retry import RetryPolicy, compile_policy
-from router.routing import build_context, redact, render_step
+from router.routing import Rendered, build_context, redact, render_step
 from router.ruleset import CompiledRule, CompiledStep, RuleSet
 from router.settings import Settings
 
@@ -41,6 +44,7 @@ _SAVE_STEP = (
         status=bindparam("b_status"),
         error=bindparam("b_error"),
         next_attempt_at=bindparam("b_next"),
+        note=bindparam("b_note"),
         rendered=bindparam("b_rendered"),
         output=bindparam("b_output"),
         started_at=bindparam("b_started"),
@@ -101,6 +105,10 @@ class Deliverer:
     engine: AsyncEngine
     http: httpx.AsyncClient
     enqueue: Any = None  # async (function, *args, job_id=) -> None
+    destinations: Destinations = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.destinations = Destinations(self.engine)
 
     async def run(self, plan: RunPlan, rule: CompiledRule | None, ruleset: RuleSet) -> str:
         """Execute the run's pending steps; return its final status."""
@@ -127,9 +135,10 @@ class Deliverer:
             last = row is todo[-1]
             ctx = build_context(plan.event, ruleset.secrets, outputs)
             outcome = await self._step(plan, row, step, ctx, ruleset, last, rule)
-            if outcome.error is not None:
+            if outcome.status not in ("succeeded", "skipped"):
                 return outcome.status
             outputs[row.step_id] = row.output if row.status == "succeeded" else SKIPPED_OUTPUT
+            crash_point("mid_chain", when=not last)  # test-only (router/faults.py): step recorded, next not begun
         return "succeeded"
 
     async def _step(
@@ -149,54 +158,22 @@ class Deliverer:
         elif rendered.error is not None:
             outcome = Outcome("failed", started, t0, rendered=rendered.with_, error=str(rendered.error), tried=True)
         else:
-            actx = ActionContext(
-                http=self.http,
-                settings=self.settings,
-                idempotency_key=row.idempotency_key,
-                event_id=plan.event["id"],
-                chain_depth=plan.chain_depth,
-                step_ref=row.id,
-                emit=lambda *a: self.emit(ruleset, plan.chain_depth, row.id, *a),
-            )
-            try:
-                result = await ACTIONS[step.action].execute(rendered.config, actx)
-            except ActionError as exc:
-                outcome = Outcome(
-                    "failed",
-                    started,
-                    t0,
-                    rendered=rendered.with_,
-                    error=exc.message,
-                    output=exc.response,
-                    request=exc.request,
-                    retryable=exc.retryable,
-                    retry_after=exc.retry_after,
-                    tried=True,
-                )
-            except Exception as exc:  # a bug must not leave the run stuck in `running`
-                log.exception("step_crashed", step=row.step_id, event_id=plan.event["id"])
-                outcome = Outcome(
-                    "failed",
-                    started,
-                    t0,
-                    rendered=rendered.with_,
-                    tried=True,
-                    error=f"internal error: {type(exc).__name__}: {exc}",
-                )
-            else:
-                outcome = Outcome(
-                    "succeeded",
-                    started,
-                    t0,
-                    rendered=rendered.with_,
-                    output=result.output(),
-                    request=result.request,
-                    tried=True,
-                )
+            outcome = await self._execute(plan, row, step, rendered, ruleset, started, t0)
+        crash_point("after_send")  # test-only (router/faults.py): the action returned, its outcome not yet recorded
         outcome.redact(ruleset.secrets)
         run_status: str | None = "succeeded" if last else None
         run_error = job_id = None
-        if outcome.error is not None:
+        if outcome.hold is not None:  # not sent (or a 410): wait, without using up an attempt
+            hold = outcome.hold
+            outcome.note, run_error = hold.reason, f"step {row.step_id!r}: {hold.reason}"
+            if hold.paused:
+                run_status = outcome.status = "held"
+            else:
+                run_status = outcome.status = "retrying"
+                outcome.next_attempt_at = utcnow() + timedelta(seconds=hold.seconds)
+                job_id = f"run:{plan.id}:held:{int(time.time() + hold.seconds)}"
+            outcome.error = None if not outcome.tried else outcome.error
+        elif outcome.error is not None:
             run_status = outcome.status = self._after_failure(row, outcome, rule, step)
             run_error = f"step {row.step_id!r}: {outcome.error}"
             if run_status == "retrying":
@@ -217,6 +194,86 @@ class Deliverer:
                 log.warning("retry_enqueue_failed", run_id=plan.id, error=str(exc))
         elif run_status is not None:
             log.info("run_finished", run_id=plan.id, rule=plan.rule_id, status=run_status)
+        return outcome
+
+    async def _execute(
+        self,
+        plan: RunPlan,
+        row: StepRow,
+        step: CompiledStep,
+        rendered: Rendered,
+        ruleset: RuleSet,
+        started: datetime,
+        t0: float,
+    ) -> Outcome:
+        """Run the action, unless its destination is paused or failing; count the outcome for its breaker."""
+        dest = destination_of(
+            step.action,
+            rendered.config,
+            f"{self.settings.smtp_host}:{self.settings.smtp_port}",
+            self.settings.slack_api_url,
+        )
+        if dest is not None and (hold := await self.destinations.check(dest)) is not None:
+            return Outcome("held", started, t0, rendered=rendered.with_, hold=hold)
+        lease: Lease | None = None
+        if dest is not None and step.limits is not None:
+            hold, lease = await self.destinations.within_limits(dest, step.limits)
+            if hold is not None:
+                return Outcome("held", started, t0, rendered=rendered.with_, hold=hold)
+        try:
+            return await self._call(plan, row, step, rendered, ruleset, started, t0, dest)
+        finally:
+            await self.destinations.limiter.release(lease)
+
+    async def _call(self, plan: RunPlan, row: StepRow, step: CompiledStep, rendered: Rendered, ruleset: RuleSet,
+                    started: datetime, t0: float, dest: str | None) -> Outcome:
+        actx = ActionContext(
+            http=self.http,
+            settings=self.settings,
+            idempotency_key=row.idempotency_key,
+            event_id=plan.event["id"],
+            chain_depth=plan.chain_depth,
+            step_ref=row.id,
+            emit=lambda *a: self.emit(ruleset, plan.chain_depth, row.id, *a),
+        )
+        try:
+            result = await ACTIONS[step.action].execute(rendered.config, actx)
+        except ActionError as exc:
+            outcome = Outcome(
+                "failed",
+                started,
+                t0,
+                rendered=rendered.with_,
+                error=exc.message,
+                output=exc.response,
+                request=exc.request,
+                retryable=exc.retryable,
+                retry_after=exc.retry_after,
+                tried=True,
+            )
+        except Exception as exc:  # a bug must not leave the run stuck in `running`
+            log.exception("step_crashed", step=row.step_id, event_id=plan.event["id"])
+            return Outcome(
+                "failed",
+                started,
+                t0,
+                rendered=rendered.with_,
+                tried=True,
+                error=f"internal error: {type(exc).__name__}: {exc}",
+            )
+        else:
+            outcome = Outcome(
+                "succeeded",
+                started,
+                t0,
+                rendered=rendered.with_,
+                output=result.output(),
+                request=result.request,
+                tried=True,
+            )
+        if dest is not None:
+            status = outcome.output.get("status") if isinstance(outcome.output, dict) else None
+            outcome.hold = await self.destinations.record(dest, failed=outcome.retryable, status=status)
         return outcome
 
     async def _hand_off(self, plan: RunPlan, row: StepRow) -> str:
@@ -284,6 +341,7 @@ class Deliverer:
                 "b_finished": utcnow(),
                 "b_attempts": row.attempts_count,
                 "b_next": o.next_attempt_at,
+                "b_note": o.note,
             },
         )
 
@@ -375,7 +433,9 @@ class Outcome:
     retryable: bool = False
     retry_after: float | None = None
     next_attempt_at: datetime | None = None
-    tried: bool = False  # an attempt was made (an action ran, or rendering failed)
+    tried: bool = False
+    hold: Hold | None = None
+    note: str | None = None  # an attempt was made (an action ran, or rendering failed)
 
     def redact(self, secrets: Mapping[str, str]) -> None:
         self.rendered = redact(self.rendered, secrets)

@@ -56,7 +56,7 @@ def parse_body(content: bytes, content_type: str) -> Any:
     if "json" in content_type.lower() or text[:1] in ("{", "["):
         try:
             return json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to keep as data
             return text
     return text
 

@@ -73,6 +73,7 @@ class WorkerState(Deliverer):
             await self.redis.enqueue_job(function, *args, _job_id=job_id, _defer_by=defer)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.enqueue = self._enqueue
 
 
@@ -80,6 +81,7 @@ def _state(ctx: dict[str, Any]) -> WorkerState:
     state: WorkerState = ctx["state"]
     if state.redis is None:
         state.redis = ctx.get("redis")
+        state.destinations.redis = state.redis
     return state
 
 

@@ -186,3 +186,15 @@ class InboxRequest(Base):
     query: Mapped[dict[str, Any]] = mapped_column(JSON)
     body_text: Mapped[str] = mapped_column(Text)
     body: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class Destination(Base):
+    """A destination paused by an operator or a ``410 Gone`` answer; steps to it wait until it is resumed."""
+
+    __tablename__ = "destinations"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    paused: Mapped[bool] = mapped_column(default=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

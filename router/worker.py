@@ -85,6 +85,7 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["state"] = state if state is not None else await create_state(settings)
         ctx["state"].redis = ctx["redis"]
+        ctx["state"].destinations.redis = ctx["redis"]
         if own_state and not burst:  # a standalone worker watches the rules itself (`router dev` shares the web's)
             from router.reload import watch_rules
 

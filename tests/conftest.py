@@ -144,7 +144,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     async with engine.begin() as conn:
         from sqlalchemy import text
 
-        await conn.execute(text("TRUNCATE events, runs, run_steps, attempts, inbox_requests CASCADE"))
+        await conn.execute(text("TRUNCATE events, runs, run_steps, attempts, inbox_requests, destinations CASCADE"))
     await engine.dispose()
     return url
 

@@ -110,7 +110,8 @@ async def test_retry_after_is_honoured(router_factory: RouterFactory, httpserver
     assert stamps[1] - stamps[0] >= 1.0, "Retry-After: 1 was not waited for"
 
 
-@pytest.mark.parametrize(("status", "headers"), [(404, None), (410, None), (301, {"Location": "http://x.test/"})])
+# A 410 pauses its destination instead: see tests/test_destinations.py.
+@pytest.mark.parametrize(("status", "headers"), [(404, None), (301, {"Location": "http://x.test/"})])
 async def test_permanent_failures_are_not_retried(
     router_factory: RouterFactory, httpserver: HTTPServer, status: int, headers: dict[str, str] | None
 ) -> None:

@@ -1,0 +1,43 @@
+"""``/api/destinations``: paused destinations and tripped circuit breakers, and resuming them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import get, post
+from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
+from litestar.params import JSONBody
+from pydantic import BaseModel, ConfigDict, Field
+
+from router.api.runs import _enqueuer
+from router.destinations import overview, resume
+
+
+class ResumeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    destination: str = Field(description="The destination as listed, e.g. https://api.example.com:443.")
+
+
+@get(
+    "/api/destinations",
+    operation_id="ListDestinations",
+    tags=["delivery"],
+    summary="Paused destinations and failing ones (circuit breakers)",
+)
+async def list_destinations(state: State) -> dict[str, Any]:
+    return {"destinations": await overview(state.engine, state.redis)}
+
+
+@post(
+    "/api/destinations/resume",
+    operation_id="ResumeDestination",
+    tags=["delivery"],
+    status_code=200,
+    summary="Resume a paused destination; its held steps are sent again",
+)
+async def resume_destination(state: State, data: JSONBody[ResumeRequest]) -> dict[str, Any]:
+    result = await resume(state.engine, _enqueuer(state), data.destination)
+    if not result["resumed"]:
+        raise NotFoundException(f"destination {data.destination!r} is not paused")
+    return result
