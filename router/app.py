@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
 from router import __version__, db
-from router.api import events, health, hooks, runs
+from router.api import destinations, events, health, hooks, runs
 from router.api import rules as rules_api
 from router.api.problems import on_http_error, on_ingest_error, on_unexpected
 from router.capture import EventWriter
@@ -84,13 +84,17 @@ def create_app(
             hooks.list_inbox,
             events.list_events,
             events.get_event,
+            events.explain_event,
             rules_api.list_rules,
             rules_api.dry_run_rule,
+            rules_api.what_if_rule,
             health.health,
             runs.list_dead_letters,
             runs.replay,
             runs.retry,
             runs.retry_bulk,
+            destinations.list_destinations,
+            destinations.resume_destination,
         ],
         lifespan=[lifespan],
         exception_handlers={IngestError: on_ingest_error, HTTPException: on_http_error, Exception: on_unexpected},

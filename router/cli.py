@@ -284,6 +284,36 @@ def test_command(directory: Path | None, fmt: str, verbose: bool) -> None:
     sys.exit(code)
 
 
+@main.command(name="what-if")
+@click.argument("rule_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--last", default=100, show_default=True, type=click.IntRange(1, 1000), help="How many recent events to use."
+)
+@click.option("--source", help="Use the events of this source.  [default: the rule's]")
+@click.option("--rule", "rule_id", help="The rule to evaluate, when RULE_FILE has several.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def what_if_command(rule_file: Path, last: int, source: str | None, rule_id: str | None, fmt: str) -> None:
+    """Evaluate a rule of RULE_FILE against the last stored events; send nothing."""
+    from router.whatif import WhatIfError, summary_text, what_if_file
+
+    settings = _settings()
+
+    def warn(message: str) -> None:
+        click.echo(f"warning: {message}", err=True)
+
+    try:
+        result = asyncio.run(
+            what_if_file(settings.database_url, settings.rules_dir, rule_file, last, source, rule_id, warn)
+        )
+    except RuleSetError as exc:
+        for err in exc.errors:
+            click.echo(str(err), err=True)
+        raise click.ClickException(f"{len(exc.errors)} problem(s) in {rule_file}") from None
+    except WhatIfError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(result, indent=2, default=str) if fmt == "json" else summary_text(result))
+
+
 def _add_delivery_commands() -> None:
     from router.cli_delivery import COMMANDS
 

@@ -19,7 +19,9 @@ from pydantic import ValidationError
 
 from router.actions import ACTIONS
 from router.errors import RuleError, RuleSetError
+from router.limits import LimitSpec
 from router.matcher import Expression, compile_expression, syntax_error_message
+from router.presets import PRESETS
 from router.retry import RetrySpec
 from router.schema import Rule, RuleFile, Source
 from router.signatures import SCHEMES, VerifyConfig
@@ -38,6 +40,8 @@ class CompiledSource:
     verify: VerifyConfig | None
     dedupe: Expression | None
     location: str
+    preset: str | None = None
+    event_type: Expression | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class CompiledStep:
     with_tree: Any
     location: str
     retry: RetrySpec | None = None
+    limits: LimitSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -148,39 +153,68 @@ class _Loader:
         return None
 
     def compile_source(self, src: Source, locator: Locator, path: Path_) -> CompiledSource:
+        preset = None
+        if src.preset is not None:
+            preset = PRESETS.get(src.preset)
+            if preset is None:
+                self.error(
+                    f"unknown preset {src.preset!r}; use one of: {', '.join(sorted(PRESETS))}",
+                    locator,
+                    (*path, "preset"),
+                )
         verify: VerifyConfig | None = None
-        default_dedupe: str | None = None
-        if src.verify is not None and src.verify.scheme != "none":
-            v = src.verify
-            scheme = SCHEMES.get(v.scheme)
+        default_dedupe: str | None = preset.dedupe if preset else None
+        v = src.verify
+        scheme_name = v.scheme if v is not None and v.scheme is not None else (preset.scheme if preset else None)
+        if v is not None and scheme_name is None:
+            self.error("required field is missing; or set the source's `preset`", locator, (*path, "verify", "scheme"))
+        if scheme_name is not None and scheme_name != "none":
+            scheme = SCHEMES.get(scheme_name)
             if scheme is None:
                 self.error(
-                    f"unknown scheme {v.scheme!r}; use one of: {', '.join(sorted(SCHEMES))}",
+                    f"unknown scheme {scheme_name!r}; use one of: {', '.join(sorted(SCHEMES))}",
                     locator,
                     (*path, "verify", "scheme"),
                 )
             else:
-                default_dedupe = scheme.default_dedupe
+                if preset is None or scheme_name != preset.scheme:
+                    default_dedupe = scheme.default_dedupe
                 secret = None
-                if v.secret is not None:
-                    secret = self.resolve_secret(v.secret, locator, (*path, "verify", "secret"), src.id)
+                raw_secret = v.secret if v is not None else None
+                if raw_secret is not None:
+                    secret = self.resolve_secret(raw_secret, locator, (*path, "verify", "secret"), src.id)
                     if secret is not None and (problem := scheme.validate_secret(secret)):
                         self.error(problem, locator, (*path, "verify", "secret"))
                 elif scheme.needs_secret:
+                    given = f"preset {preset.name!r} verifies with scheme" if preset and v is None else "scheme"
                     self.error(
-                        f"scheme {v.scheme!r} needs a secret, e.g. secret: ${{{src.id.upper().replace('-', '_')}"
-                        "_SECRET}",
+                        f"{given} {scheme_name!r} needs a secret, e.g. verify: {{secret: "
+                        f"${{{src.id.upper().replace('-', '_')}_SECRET}}}}",
                         locator,
-                        (*path, "verify"),
+                        (*path, "verify") if v is not None else (*path, "preset"),
                     )
-                if v.scheme == "hmac" and not v.header:
+                header = v.header if v is not None else None
+                if scheme_name == "hmac" and not header:
                     self.error(
                         "scheme 'hmac' needs `header`: the header carrying the signature", locator, (*path, "verify")
                     )
-                verify = VerifyConfig(scheme=v.scheme, secret=secret, header=v.header, tolerance=v.tolerance)
+                tolerance = v.tolerance if v is not None else None
+                if tolerance is None and preset is not None and scheme_name == preset.scheme:
+                    tolerance = preset.tolerance
+                verify = VerifyConfig(scheme=scheme_name, secret=secret, header=header, tolerance=tolerance)
         dedupe_src = default_dedupe if src.dedupe is None else (src.dedupe or None)
         dedupe = self.expression(dedupe_src, locator, (*path, "dedupe")) if dedupe_src else None
-        return CompiledSource(src.id, src.description, verify, dedupe, locator.describe(path))
+        type_src = src.event_type if src.event_type is not None else (preset.event_type if preset else None)
+        event_type = self.expression(type_src, locator, (*path, "event_type")) if type_src else None
+        return CompiledSource(
+            src.id,
+            src.description,
+            verify,
+            dedupe,
+            locator.describe(path),
+            preset=preset.name if preset else None,
+            event_type=event_type,
+        )
 
     # -- rules -----------------------------------------------------------------------------
     def expression(self, source: str, locator: Locator, path: Path_) -> Expression | None:
@@ -242,7 +276,7 @@ class _Loader:
                     and not isinstance(tree.get("source"), Compiled)
                 ):
                     self.error(f"unknown source {emit_target!r} to emit into", locator, (*wpath, "source"))
-        return CompiledStep(step.id, step.action, when, tree, locator.describe(path), step.retry)
+        return CompiledStep(step.id, step.action, when, tree, locator.describe(path), step.retry, step.limits)
 
     def check_references(self, tree: Any, locator: Locator, path: Path_, earlier: list[str], own: str) -> None:
         if isinstance(tree, Compiled):
@@ -402,3 +436,65 @@ def compile_rule_spec(spec: Mapping[str, Any], ruleset: RuleSet) -> CompiledRule
     if loader.errors:
         raise RuleSetError(loader.errors)
     return compiled
+
+
+def load_rule_file(
+    file: Path | str,
+    known_sources: Mapping[str, CompiledSource] | None = None,
+    env: Mapping[str, str] | None = None,
+    allow_missing_secrets: bool = True,
+) -> RuleSet:
+    """Load one rule file on its own (a draft, for what-if); its rules may use ``known_sources`` too.
+
+    Sources the file defines take the place of known ones with the same id. Problems raise
+    RuleSetError as ``file:line:col: path: message``.
+    """
+    env = os.environ if env is None else env
+    path = Path(file)
+    display = _display(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise RuleSetError([RuleError(f"cannot read the file: {exc.strerror or exc}", file=display)]) from None
+    loader = _Loader(env, allow_missing_secrets)
+    data, locator, errors = parse_yaml(text, display)
+    loader.errors.extend(errors)
+    model = _validate_file(loader, data, locator) if not errors and data is not None else None
+    if loader.errors or model is None:
+        raise RuleSetError(loader.errors or [RuleError("the file is empty: expected sources and rules", file=display)])
+    sources = dict(known_sources or {})
+    names: dict[str, Any] = dict.fromkeys(sources, True)
+    own: set[str] = set()
+    for i, src in enumerate(model.sources):
+        if src.id in own:
+            loader.error(f"source id {src.id!r} is defined twice in this file", locator, ("sources", i, "id"))
+            continue
+        own.add(src.id)
+        sources[src.id] = loader.compile_source(src, locator, ("sources", i))
+        names[src.id] = True
+    rules: dict[str, CompiledRule] = {}
+    for i, rule in enumerate(model.rules):
+        rpath: Path_ = () if locator.single_rule else ("rules", i)
+        if rule.id in rules:
+            loader.error(
+                f"rule id {rule.id!r} is already defined at {rules[rule.id].location}", locator, (*rpath, "id")
+            )
+            continue
+        rules[rule.id] = loader.compile_rule(rule, locator, rpath, names)
+    if loader.errors:
+        raise RuleSetError(loader.errors)
+    if not rules:
+        raise RuleSetError([RuleError("the file defines no rule", file=display)])
+    by_source: dict[str, list[CompiledRule]] = {}
+    for compiled in rules.values():
+        if compiled.enabled:
+            by_source.setdefault(compiled.source, []).append(compiled)
+    return RuleSet(
+        sources=sources,
+        rules=rules,
+        by_source={k: tuple(v) for k, v in by_source.items()},
+        version=hashlib.sha256(text).hexdigest()[:12],
+        files=(display,),
+        warnings=tuple(loader.warnings),
+        secrets=secrets_from_env(env),
+    )

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from router.actions import ACTIONS
+from router.limits import LimitSpec
+from router.presets import PRESETS
 from router.retry import RetrySpec
 from router.signatures import SCHEMES
 
@@ -27,8 +29,9 @@ class _Model(BaseModel):
 class Verify(_Model):
     """How a source proves a request came from the provider."""
 
-    scheme: str = Field(
-        description="Signature scheme.",
+    scheme: str | None = Field(
+        None,
+        description="Signature scheme; required unless the source sets `preset` (then it overrides the preset's).",
         json_schema_extra={"enum": list[Any](sorted(SCHEMES))},
         examples=["github", "stripe", "standard"],
     )
@@ -51,12 +54,24 @@ class Source(_Model):
 
     id: Slug = Field(description="The source id; it is the URL `POST /hooks/{id}`.", examples=["github"])
     description: str = Field("", description="What sends to this source.", examples=["GitHub repository webhooks"])
-    verify: Verify | None = Field(None, description="Signature verification; absent means none.")
+    preset: str | None = Field(
+        None,
+        description="Provider preset: sets the verify scheme, tolerance, dedupe key and event type; the source "
+        "still gives `verify.secret`, and its own `verify` fields, `dedupe` and `event_type` override the preset's.",
+        json_schema_extra={"enum": list[Any](sorted(PRESETS))},
+        examples=["github"],
+    )
+    verify: Verify | None = Field(None, description="Signature verification; absent means none (or the preset's).")
     dedupe: str | Literal[False] | None = Field(
         None,
-        description="JMESPath giving the provider's delivery id, used to drop repeats. Absent: the scheme's "
-        "default; false: no dedupe.",
+        description="JMESPath giving the provider's delivery id, used to drop repeats. Absent: the preset's, else "
+        "the scheme's default; false: no dedupe.",
         examples=['headers."x-github-delivery"'],
+    )
+    event_type: str | None = Field(
+        None,
+        description="JMESPath giving the event's type (shown to rule builders). Absent: the preset's.",
+        examples=['headers."x-github-event"', "body.type"],
     )
 
 
@@ -75,6 +90,9 @@ class Step(_Model):
         examples=[{"url": "https://hooks.example.com/in", "json": {"id": "{{ body.id }}"}}],
     )
     retry: RetrySpec | None = Field(None, description="How this step is retried; default: the rule's, else global.")
+    limits: LimitSpec | None = Field(
+        None, description="Rate and concurrency limits for the destination this step calls, shared by all workers."
+    )
 
 
 class Rule(_Model):
