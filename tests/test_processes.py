@@ -166,3 +166,37 @@ def test_dev_runs_on_embedded_defaults_and_the_tour_works(tmp_path: Path) -> Non
     assert repo in items[0]["body"]["text"]
     assert schema.status_code == 200
     assert "/hooks/{source}" in schema.json()["paths"]
+
+
+def test_serve_and_worker_processes_pick_up_an_edited_rule_without_restart(tmp_path: Path, redis_clean: str) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def rule(text: str) -> str:
+        step = {"id": "note", "action": "http", "with": {"url": f"{url}/inbox/out", "json": {"text": text}}}
+        return json.dumps({"sources": [{"id": "shop"}], "rules": [{"id": "r", "source": "shop", "steps": [step]}]})
+
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "r.yaml").write_text(rule("version one"))
+    env = base_env(tmp_path, ROUTER_REDIS_URL=redis_clean, ROUTER_RULES_DIR=str(folder))
+    with (
+        running(["serve", "--port", str(port)], env, tmp_path, ready_url=f"{url}/health"),
+        running(["worker"], env, tmp_path),
+    ):
+        httpx.post(f"{url}/hooks/shop", json={"n": 1})
+        first, _ = wait_inbox(url, "out")
+        version = httpx.get(f"{url}/api/rules").json()["version"]
+        (folder / "r.yaml").write_text(rule("version two"))
+        deadline = time.monotonic() + 15
+        while httpx.get(f"{url}/api/rules").json()["version"] == version:  # the web process reloaded
+            assert time.monotonic() < deadline, "the web process did not reload the rules"
+            time.sleep(0.1)
+        time.sleep(1.0)  # the worker watches the same folder on its own
+        httpx.post(f"{url}/hooks/shop", json={"n": 2})
+        deadline = time.monotonic() + 15
+        while len(items := httpx.get(f"{url}/api/inbox/out").json()["requests"]) < 2:
+            assert time.monotonic() < deadline, "the second delivery did not arrive"
+            time.sleep(0.05)
+    assert first[0]["body"] == {"text": "version one"}
+    assert items[0]["body"] == {"text": "version two"}, "the worker still routes with the old rules"
