@@ -148,15 +148,30 @@ def serve(host: str, port: int, workers: int) -> None:
 @click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
 def worker(burst: bool) -> None:
     """Deliver: route events into runs and execute their steps (arq on ROUTER_REDIS_URL)."""
+    import time
+
+    import structlog
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
     from router.logs import configure
     from router.worker import build_worker
 
     settings = _settings()
     configure(settings.log_level)
     _prepare_database(settings)
-    w = build_worker(settings, burst=burst)
-    asyncio.set_event_loop(asyncio.new_event_loop())
-    w.run()
+    log = structlog.get_logger("router.worker")
+    while True:  # Redis going away (restart, failover) is waited out, not fatal: the database keeps the work
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        w = build_worker(settings, burst=burst)
+        try:
+            w.run()
+            return
+        except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+            if burst:
+                raise click.ClickException(f"lost Redis at ROUTER_REDIS_URL: {exc}") from None
+            log.warning("redis_unavailable", error=str(exc), retry_in=1.0)
+            time.sleep(1.0)
 
 
 @main.command()

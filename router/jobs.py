@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from router.delivery import TERMINAL, Deliverer, RunPlan, StepRow
@@ -206,7 +206,9 @@ async def _open_runs(
         )
     ).all()
     await conn.execute(
-        update(Run).where(Run.id.in_([r.id for r in runs])).values(status="running", next_attempt_at=utcnow())
+        update(Run)
+        .where(Run.id.in_([r.id for r in runs]), Run.status.not_in(TERMINAL))
+        .values(status="running", next_attempt_at=utcnow())
     )
     by_run: dict[str, list[StepRow]] = {r.id: [] for r in runs}
     for s in step_rows:
@@ -247,7 +249,9 @@ async def sweep(ctx: dict[str, Any]) -> int:
     - events stored but never routed (the enqueue after the commit was lost: Redis down or restarted);
     - runs whose retry is due but whose deferred job is gone (Redis restarted empty): re-enqueued under
       the job id they recorded, so a job still queued is not doubled;
-    - runs left `pending` or `running` longer than a job may live (a worker killed mid-run).
+    - runs left `pending` or `running` longer than a job may live (a worker killed mid-run);
+    - events whose runs have all ended but whose own state was never set (a worker killed between the
+      two commits).
     """
     state = _state(ctx)
     now = datetime.now(UTC)
@@ -274,13 +278,22 @@ async def sweep(ctx: dict[str, Any]) -> int:
                 .limit(5000)
             )
         ).all()
+        open_runs = exists().where(Run.event_id == Event.id, Run.status.not_in(TERMINAL))
+        unsettled = (
+            await conn.scalars(
+                select(Event.id).where(Event.status == "routed", Event.routed_at < fresh, ~open_runs).limit(5000)
+            )
+        ).all()
+    for event_id in unsettled:
+        await state.settle_event(event_id)
     for event_id in events:
         await state.enqueue("process_event", event_id, job_id=f"event:{event_id}")
     for run_id, job_id in due:
         await state.enqueue("execute_run", run_id, job_id=job_id or f"run:{run_id}:due")
     for run_id, _job in stuck:
         await state.enqueue("execute_run", run_id, job_id=f"run:{run_id}:stuck:{int(now.timestamp()) // 60}")
-    if events or due or stuck:
-        log.info("sweep_enqueued", events=len(events), due_retries=len(due), stuck_runs=len(stuck))
-    return len(events) + len(due) + len(stuck)
-
+    if events or due or stuck or unsettled:
+        log.info(
+            "sweep_enqueued", events=len(events), due_retries=len(due), stuck_runs=len(stuck), settled=len(unsettled)
+        )
+    return len(events) + len(due) + len(stuck) + len(unsettled)

@@ -103,7 +103,9 @@ def build_worker(
     step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60) if d <= max(1, settings.sweep_interval))
     return RouterWorker(
         functions=[func(process_event, max_tries=20), func(execute_run, max_tries=20)],
-        cron_jobs=None if burst else [cron(sweep, second=set(range(0, 60, step)), run_at_startup=True, timeout=60)],
+        cron_jobs=None
+        if burst
+        else [cron(sweep, second=set(range(0, 60, step)), run_at_startup=True, timeout=settings.job_timeout)],
         queue_name=QUEUE,
         redis_settings=redis_settings(settings.redis_url),
         redis_pool=redis_pool,

@@ -173,3 +173,21 @@ async def test_a_long_run_hands_its_remaining_steps_to_a_new_job(
         assert (await steps_of(ctx, event_id))["notify"] == ("succeeded", 1, "succeeded", "succeeded")
     finally:
         await close_state(state)
+
+
+async def test_sweep_settles_an_event_whose_runs_ended_before_a_crash(
+    worker_ctx: dict[str, Any], httpserver: HTTPServer
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from router.jobs import sweep
+
+    httpserver.expect_request("/orders/o-4").respond_with_json({"id": "o-4", "total": 1})
+    httpserver.expect_request("/notify").respond_with_data("ok")
+    event_id = await store_event(worker_ctx, {"order": "o-4"})
+    await process_event(worker_ctx, event_id)
+    async with worker_ctx["state"].engine.begin() as conn:  # killed after the run's commit, before the event's
+        await conn.execute(update(Event).values(status="routed", routed_at=datetime.now(UTC) - timedelta(minutes=1)))
+    assert await sweep(worker_ctx) == 1
+    assert (await steps_of(worker_ctx, event_id))["notify"][3] == "succeeded"
+    assert len(httpserver.log) == 2  # settling sends nothing again
