@@ -225,8 +225,17 @@ class Deliverer:
         finally:
             await self.destinations.limiter.release(lease)
 
-    async def _call(self, plan: RunPlan, row: StepRow, step: CompiledStep, rendered: Rendered, ruleset: RuleSet,
-                    started: datetime, t0: float, dest: str | None) -> Outcome:
+    async def _call(
+        self,
+        plan: RunPlan,
+        row: StepRow,
+        step: CompiledStep,
+        rendered: Rendered,
+        ruleset: RuleSet,
+        started: datetime,
+        t0: float,
+        dest: str | None,
+    ) -> Outcome:
         actx = ActionContext(
             http=self.http,
             settings=self.settings,

@@ -42,7 +42,8 @@ PUBLISH_PREFIX = "router:destination:"
 
 def _describe(spec: LimitSpec) -> str:
     parts = ([f"rate {spec.rate}"] if spec.rate else []) + (
-        [f"concurrency {spec.concurrency}"] if spec.concurrency else [])
+        [f"concurrency {spec.concurrency}"] if spec.concurrency else []
+    )
     return ", ".join(parts)
 
 
@@ -150,8 +151,10 @@ class Destinations:
             if wait == 0:
                 return None, lease
             if time.monotonic() + wait > deadline:
-                return Hold(f"destination {key} is at its limit ({_describe(spec)}); next try in {wait:.1f} s",
-                            seconds=max(wait, 0.5)), None
+                return Hold(
+                    f"destination {key} is at its limit ({_describe(spec)}); next try in {wait:.1f} s",
+                    seconds=max(wait, 0.5),
+                ), None
             await asyncio.sleep(wait)
 
     async def paused(self, fresh: bool = False) -> dict[str, str]:

@@ -47,8 +47,9 @@ class LimitSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rate: str | None = Field(None, description="Most calls per second, minute or hour, e.g. 10/s or 100/m.",
-                             examples=["10/s"])
+    rate: str | None = Field(
+        None, description="Most calls per second, minute or hour, e.g. 10/s or 100/m.", examples=["10/s"]
+    )
     concurrency: int | None = Field(None, ge=1, le=1000, description="Most calls in flight at once.")
 
     @field_validator("rate")
@@ -89,8 +90,9 @@ class Limiter:
         if spec.concurrency is None:
             return 0.0, None
         key, token = f"{PREFIX}concurrency:{dest}", uuid.uuid4().hex
-        taken = await self.redis.eval(_ACQUIRE, 1, key, now_ms, spec.concurrency, now_ms + LEASE_SECONDS * 1000,
-                                      token, LEASE_SECONDS * 1000)
+        taken = await self.redis.eval(
+            _ACQUIRE, 1, key, now_ms, spec.concurrency, now_ms + LEASE_SECONDS * 1000, token, LEASE_SECONDS * 1000
+        )
         if int(taken) != 1:
             return 0.05, None
         return 0.0, Lease(key, token)
