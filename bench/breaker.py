@@ -1,8 +1,8 @@
 """One of 20 destinations always failing: how much does it cost the 19 healthy ones?
 
-Runs a worker in-process against a loopback sink that answers on 127.0.0.1–127.0.0.20 (each address
+Runs a worker in-process against a loopback sink that answers on 127.0.0.1 to 127.0.0.20 (each address
 is its own destination); 127.0.0.20 waits 2 s and answers 503. Events are stored and enqueued at a
-fixed rate, spread round-robin over the 20 destinations, with a retry schedule of 1 s × 5. It
+fixed rate, spread round-robin over the 20 destinations, with a retry schedule of 1 s, 5 times. It
 prints the healthy deliveries' latency (store → sink) p50/p95/p99 in three runs:
 
   baseline      only the 19 healthy destinations get events
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -28,12 +29,12 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from router import destinations  # noqa: E402
-from router.capture import insert_events  # noqa: E402
-from router.ingest import Incoming, new_event_row  # noqa: E402
-from router.logs import configure  # noqa: E402
-from router.settings import load_settings  # noqa: E402
-from router.worker import build_worker, close_state, create_redis, create_state  # noqa: E402
+from router import destinations
+from router.capture import insert_events
+from router.ingest import Incoming, new_event_row
+from router.logs import configure
+from router.settings import load_settings
+from router.worker import build_worker, close_state, create_redis, create_state
 
 FAILING = 20
 ARRIVALS: dict[str, float] = {}
@@ -116,14 +117,12 @@ async def scenario(name: str, args: argparse.Namespace, port: int, folder: Path,
             sent[row["body"]["id"]] = time.monotonic()
         await redis.enqueue_job("process_event", row["id"], _job_id=f"event:{row['id']}")
     deadline = time.monotonic() + 30
-    while len([k for k in sent if k in ARRIVALS]) < len(sent) and time.monotonic() < deadline:
+    while len([k for k in sent if k in ARRIVALS]) < len(sent) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     latencies = [ARRIVALS[k] - t for k, t in sent.items() if k in ARRIVALS]
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
-    except (asyncio.CancelledError, Exception):
-        pass
     await worker.close()
     await close_state(state)
     await redis.flushdb()
@@ -139,7 +138,7 @@ async def main(args: argparse.Namespace) -> None:
     port = 47000 + int(time.time()) % 1000
     server = uvicorn.Server(uvicorn.Config(sink, host="0.0.0.0", port=port, log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
         await asyncio.sleep(0.05)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "rules"
