@@ -246,7 +246,7 @@ class Deliverer:
             emit=lambda *a: self.emit(ruleset, plan.chain_depth, row.id, *a),
         )
         try:
-            result = await ACTIONS[step.action].execute(rendered.config, actx)
+            result = await ACTIONS[step.action].execute(self._within_job(rendered.config), actx)
         except ActionError as exc:
             outcome = Outcome(
                 "failed",
@@ -284,6 +284,13 @@ class Deliverer:
             status = outcome.output.get("status") if isinstance(outcome.output, dict) else None
             outcome.hold = await self.destinations.record(dest, failed=outcome.retryable, status=status)
         return outcome
+
+    def _within_job(self, config: Any) -> Any:
+        """Cap a step's own timeout at 80 % of the job's, so arq never kills a job mid-call."""
+        cap = self.settings.job_timeout * 0.8
+        if getattr(config, "timeout", 0) > cap:
+            return config.model_copy(update={"timeout": cap})
+        return config
 
     async def _hand_off(self, plan: RunPlan, row: StepRow) -> str:
         """Past half the job's time: leave the rest of the run to a new job, so no job outlives its timeout

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     )
     retry_jitter: float = Field(0.1, ge=0, le=1, description="Spread each retry delay by up to ± this fraction.")
     job_timeout: int = Field(
-        60, ge=5, le=3600, description="Longest a worker job may run; a killed worker's work returns after this + 10 s."
+        30, ge=5, le=3600, description="Longest a worker job may run; a killed worker's work returns after this + 10 s."
     )
     shutdown_grace: int = Field(
         25, ge=0, le=3600, description="Seconds a worker given SIGTERM waits for running jobs before handing them back."

@@ -191,3 +191,14 @@ async def test_sweep_settles_an_event_whose_runs_ended_before_a_crash(
     assert await sweep(worker_ctx) == 1
     assert (await steps_of(worker_ctx, event_id))["notify"][3] == "succeeded"
     assert len(httpserver.log) == 2  # settling sends nothing again
+
+
+async def test_a_step_timeout_is_capped_within_the_job(worker_ctx: dict[str, Any]) -> None:
+    from router.actions.http import HttpConfig
+
+    state = worker_ctx["state"]
+    assert state.settings.job_timeout == 30
+    long = HttpConfig.model_validate({"url": "https://x.test/", "timeout": 200})
+    short = HttpConfig.model_validate({"url": "https://x.test/", "timeout": 10})
+    assert state._within_job(long).timeout == 24.0  # arq would otherwise kill the job mid-call
+    assert state._within_job(short) is short
