@@ -21,7 +21,7 @@ from router.dryrun import dry_run
 from router.errors import TemplateRenderError
 from router.matcher import Expression, truthy
 from router.models import Event
-from router.routing import build_context, event_dict, redact
+from router.routing import build_context, event_from_row, redact
 from router.ruleset import CompiledRule
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -241,16 +241,7 @@ async def explain_stored(
         row = await session.get(Event, event_id)
     if row is None:
         return None
-    event = event_dict(
-        id=row.id,
-        source=row.source,
-        received_at=row.received_at,
-        method=row.method,
-        path=row.path,
-        headers=row.headers,
-        query=row.query,
-        body=row.body,
-    )
+    event = event_from_row(row)
     run = (await latest_runs(sessions, rule.id, [row.id])).get(row.id)
     outputs = recorded_outputs(run) if run is not None else {}
     result = explain(rule, event, secrets, outputs)

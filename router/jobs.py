@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from router.delivery import TERMINAL, Deliverer, RunPlan, StepRow
 from router.models import Event, Run, RunStep, new_id, utcnow
-from router.routing import build_context, event_dict, match_rules
+from router.routing import build_context, event_from_row, match_rules
 from router.ruleset import RuleSet
 
 log = structlog.get_logger("router.jobs")
@@ -96,16 +96,7 @@ async def process_event(ctx: dict[str, Any], event_id: str) -> int:
         row = (await conn.execute(_LOAD_EVENT, {"b_id": event_id})).one_or_none()
         if row is None or row.status not in ("received", "routed"):
             return 0
-        event = event_dict(
-            id=row.id,
-            source=row.source,
-            received_at=row.received_at,
-            method=row.method,
-            path=row.path,
-            headers=row.headers,
-            query=row.query,
-            body=row.body,
-        )
+        event = event_from_row(row)
         if row.status == "received":
             plans = await _route(conn, event, row.chain_depth, ruleset)
             if plans is None:
@@ -225,16 +216,7 @@ async def execute_run(ctx: dict[str, Any], run_id: str) -> str:
         if event_id is None:
             return "missing"
         row = (await conn.execute(select(*_EVENT_COLUMNS).where(Event.id == event_id))).one()
-        event = event_dict(
-            id=row.id,
-            source=row.source,
-            received_at=row.received_at,
-            method=row.method,
-            path=row.path,
-            headers=row.headers,
-            query=row.query,
-            body=row.body,
-        )
+        event = event_from_row(row)
         plans = await _open_runs(conn, event, row.chain_depth, [run_id])
     if not plans:
         return "done"

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from router.delivery import FAILED, TERMINAL
 from router.models import Event, Run, RunStep, new_id, utcnow
-from router.routing import build_context, event_dict, match_rules
+from router.routing import build_context, event_from_row, match_rules
 from router.ruleset import CompiledRule, RuleSet
 
 Enqueue = Callable[..., Awaitable[None]]
@@ -72,16 +72,7 @@ async def _event(conn: AsyncConnection, event_id: str) -> dict[str, Any]:
     ).first()
     if row is None:
         raise ReplayError(404, f"no event {event_id!r}")
-    return event_dict(
-        id=row.id,
-        source=row.source,
-        received_at=row.received_at,
-        method=row.method,
-        path=row.path,
-        headers=row.headers,
-        query=row.query,
-        body=row.body,
-    )
+    return event_from_row(row)
 
 
 async def _ledger(conn: AsyncConnection, keys: list[str]) -> dict[str, tuple[str, Any]]:

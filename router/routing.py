@@ -43,6 +43,14 @@ def event_dict(
     }
 
 
+EVENT_FIELDS = ("id", "source", "received_at", "method", "path", "headers", "query", "body")
+
+
+def event_from_row(row: Any) -> dict[str, Any]:
+    """The ``event`` object of a stored event (an ORM ``Event`` or a row with its columns)."""
+    return event_dict(**{name: getattr(row, name) for name in EVENT_FIELDS})
+
+
 def build_context(
     event: Mapping[str, Any], secrets: Mapping[str, str], steps: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:

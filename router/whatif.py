@@ -25,7 +25,7 @@ from router.delivery import SKIPPED_OUTPUT
 from router.dryrun import dry_run
 from router.errors import RouterError, RuleSetError
 from router.models import Event, Run
-from router.routing import event_dict
+from router.routing import event_from_row
 from router.ruleset import CompiledRule
 
 DEFAULT_LAST = 100
@@ -50,19 +50,7 @@ async def load_events(sessions: async_sessionmaker[AsyncSession], source: str, l
     )
     async with sessions() as session:
         rows = (await session.execute(query)).all()
-    return [
-        event_dict(
-            id=r.id,
-            source=r.source,
-            received_at=r.received_at,
-            method=r.method,
-            path=r.path,
-            headers=r.headers,
-            query=r.query,
-            body=r.body,
-        )
-        for r in rows
-    ]
+    return [event_from_row(r) for r in rows]
 
 
 def run_summary(run: Run) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from router.dryrun import dry_run
 from router.errors import RuleSetError
 from router.ingest import fold_headers
 from router.models import Event
-from router.routing import event_dict
+from router.routing import event_dict, event_from_row
 from router.ruleset import CompiledRule, RuleSet, compile_rule_spec
 from router.whatif import DEFAULT_LAST, MAX_LAST, what_if
 
@@ -87,16 +87,7 @@ async def dry_run_rule(state: State, data: JSONBody[dict[str, Any]]) -> dict[str
             row = await session.get(Event, str(data["event_id"]))
         if row is None:
             raise NotFoundException(f"no event {data['event_id']!r}")
-        event = event_dict(
-            id=row.id,
-            source=row.source,
-            received_at=row.received_at,
-            method=row.method,
-            path=row.path,
-            headers=row.headers,
-            query=row.query,
-            body=row.body,
-        )
+        event = event_from_row(row)
     elif "event" in data and isinstance(data["event"], dict):
         given = data["event"]
         headers = given.get("headers") or {}
