@@ -68,6 +68,8 @@ async def sink(scope: dict[str, Any], receive: Any, send: Any) -> None:
     more = True
     while more:
         message = await receive()
+        if message["type"] == "http.disconnect":  # the sender died mid-request: nothing was delivered
+            return
         chunks.append(message.get("body", b""))
         more = bool(message.get("more_body", False))
     path: str = scope["path"]
