@@ -317,6 +317,15 @@ def _under_template(tree: Any, loc: tuple[Any, ...]) -> bool:
     return isinstance(node, Compiled) or has_template(node)
 
 
+def by_source(rules: Mapping[str, CompiledRule]) -> dict[str, tuple[CompiledRule, ...]]:
+    """The enabled rules of each source, in load order: what matching walks."""
+    out: dict[str, list[CompiledRule]] = {}
+    for compiled in rules.values():
+        if compiled.enabled:
+            out.setdefault(compiled.source, []).append(compiled)
+    return {k: tuple(v) for k, v in out.items()}
+
+
 def rule_files(rules_dir: Path) -> list[Path]:
     """Every ``*.yaml``/``*.yml`` below the folder, except rule tests (``*.test.yaml``)."""
     files = [p for p in rules_dir.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
@@ -372,14 +381,10 @@ def load_ruleset(
             rules[rule.id] = loader.compile_rule(rule, locator, path, raw_sources)
     if loader.errors:
         raise RuleSetError(loader.errors)
-    by_source: dict[str, list[CompiledRule]] = {}
-    for compiled in rules.values():
-        if compiled.enabled:
-            by_source.setdefault(compiled.source, []).append(compiled)
     return RuleSet(
         sources=sources,
         rules=rules,
-        by_source={k: tuple(v) for k, v in by_source.items()},
+        by_source=by_source(rules),
         version=digest.hexdigest()[:12],
         files=tuple(_display(p) for p in rule_files(root)),
         warnings=tuple(loader.warnings),
@@ -485,14 +490,10 @@ def load_rule_file(
         raise RuleSetError(loader.errors)
     if not rules:
         raise RuleSetError([RuleError("the file defines no rule", file=display)])
-    by_source: dict[str, list[CompiledRule]] = {}
-    for compiled in rules.values():
-        if compiled.enabled:
-            by_source.setdefault(compiled.source, []).append(compiled)
     return RuleSet(
         sources=sources,
         rules=rules,
-        by_source={k: tuple(v) for k, v in by_source.items()},
+        by_source=by_source(rules),
         version=hashlib.sha256(text).hexdigest()[:12],
         files=(display,),
         warnings=tuple(loader.warnings),
