@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from router.delivery import FAILED
+from router.jobs import enqueuer
 from router.replay import Filters, ReplayError, bulk_retry, dead_letters, preview, replay_event, retry_run
 from router.settings import Settings
 
@@ -31,12 +32,8 @@ def _run(work: Callable[[Settings, Any, Any], Awaitable[Any]]) -> Any:
     async def main() -> Any:
         engine = db.create_engine(settings.database_url)
         redis = create_redis(settings.redis_url)
-
-        async def enqueue(function: str, *args: Any, job_id: str, defer: float | None = None) -> None:
-            await redis.enqueue_job(function, *args, _job_id=job_id, _defer_by=defer)
-
         try:
-            return await work(settings, engine, (enqueue, load_rules(settings).current))
+            return await work(settings, engine, (enqueuer(redis), load_rules(settings).current))
         finally:
             await redis.aclose(close_connection_pool=True)
             await engine.dispose()

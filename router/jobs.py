@@ -60,6 +60,15 @@ class RulesHolder:
     loaded: bool = False
 
 
+def enqueuer(redis: Any) -> Any:
+    """``enqueue(function, *args, job_id=, defer=)`` on an arq Redis: the one way work is queued."""
+
+    async def enqueue(function: str, *args: Any, job_id: str, defer: float | None = None) -> None:
+        await redis.enqueue_job(function, *args, _job_id=job_id, _defer_by=defer)
+
+    return enqueue
+
+
 @dataclass
 class WorkerState(Deliverer):
     """A worker process's shared objects (created at start-up, kept in the arq context)."""
@@ -70,7 +79,7 @@ class WorkerState(Deliverer):
 
     async def _enqueue(self, function: str, *args: Any, job_id: str, defer: float | None = None) -> None:
         if self.redis is not None:
-            await self.redis.enqueue_job(function, *args, _job_id=job_id, _defer_by=defer)
+            await enqueuer(self.redis)(function, *args, job_id=job_id, defer=defer)
 
     def __post_init__(self) -> None:
         super().__post_init__()

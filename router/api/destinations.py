@@ -10,8 +10,8 @@ from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody
 from pydantic import BaseModel, ConfigDict, Field
 
-from router.api.runs import _enqueuer
 from router.destinations import overview, resume
+from router.jobs import enqueuer
 
 
 class ResumeRequest(BaseModel):
@@ -37,7 +37,7 @@ async def list_destinations(state: State) -> dict[str, Any]:
     summary="Resume a paused destination; its held steps are sent again",
 )
 async def resume_destination(state: State, data: JSONBody[ResumeRequest]) -> dict[str, Any]:
-    result = await resume(state.engine, _enqueuer(state), data.destination)
+    result = await resume(state.engine, enqueuer(state.redis), data.destination)
     if not result["resumed"]:
         raise NotFoundException(f"destination {data.destination!r} is not paused")
     return result

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from router.api.problems import problem
 from router.delivery import FAILED
+from router.jobs import enqueuer
 from router.replay import Filters, ReplayError, bulk_retry, dead_letters, preview, replay_event, retry_run
 
 RunFailure = Literal["failed", "dead"]
@@ -35,17 +36,6 @@ class BulkRequest(RetryRequest):
     until: datetime | None = None
     status: list[RunFailure] = Field(default_factory=lambda: list[RunFailure](["failed", "dead"]))
     confirm: str | None = Field(None, description="The token from the preview; without it nothing is retried.")
-
-
-async def _enqueue(state: State, function: str, *args: Any, job_id: str, defer: float | None = None) -> None:
-    await state.redis.enqueue_job(function, *args, _job_id=job_id, _defer_by=defer)
-
-
-def _enqueuer(state: State) -> Any:
-    async def enqueue(function: str, *args: Any, job_id: str, defer: float | None = None) -> None:
-        await _enqueue(state, function, *args, job_id=job_id, defer=defer)
-
-    return enqueue
 
 
 @get(
@@ -84,7 +74,7 @@ async def replay(
 ) -> Response[Any]:
     try:
         body = await replay_event(
-            state.engine, _enqueuer(state), state.rules.current, event_id, resend=bool(data and data.resend)
+            state.engine, enqueuer(state.redis), state.rules.current, event_id, resend=bool(data and data.resend)
         )
     except ReplayError as exc:
         return problem(exc.status, "Cannot replay", str(exc))
@@ -106,7 +96,12 @@ async def retry(
     req = data or RetryRequest()
     try:
         body = await retry_run(
-            state.engine, _enqueuer(state), state.rules.current, run_id, start=req.from_ == "start", resend=req.resend
+            state.engine,
+            enqueuer(state.redis),
+            state.rules.current,
+            run_id,
+            start=req.from_ == "start",
+            resend=req.resend,
         )
     except ReplayError as exc:
         return problem(exc.status, "Cannot retry", str(exc))
@@ -127,7 +122,7 @@ async def retry_bulk(state: State, data: JSONBody[BulkRequest]) -> Response[Any]
         return Response(await preview(state.engine, f, start=start) | {"done": False})
     try:
         body = await bulk_retry(
-            state.engine, _enqueuer(state), state.rules.current, f, data.confirm, start=start, resend=data.resend
+            state.engine, enqueuer(state.redis), state.rules.current, f, data.confirm, start=start, resend=data.resend
         )
     except ReplayError as exc:
         return problem(exc.status, "Not confirmed", str(exc))
