@@ -53,6 +53,31 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
+def api_token(database_url: str, username: str = "bench") -> str:
+    """An admin API token for the management API of the stack on ``database_url`` (migrates it first)."""
+    from sqlalchemy import select
+
+    from router import db
+    from router.auth import create_token, create_user
+    from router.models import User
+
+    async def make() -> str:
+        engine = db.create_engine(database_url)
+        try:
+            await db.migrate(engine)
+            async with db.sessionmaker(engine)() as session:
+                user = await session.scalar(select(User).where(User.username == username))
+                if user is None:
+                    user = await create_user(session, username, uuid.uuid4().hex, "admin")
+                _row, token = await create_token(session, user, "bench")
+                await session.commit()
+            return token
+        finally:
+            await engine.dispose()
+
+    return run_async(make())
+
+
 def raise_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit, so `finally:` blocks stop the children."""
 

@@ -880,9 +880,14 @@ def scenario_sink(workdir: Path, database_url: str, redis_url: str, *, events: i
                 r429_gaps.append(ts[1] - ts[0])
         # heal, then replay the dead letters through the bulk retry (count, then confirm)
         httpx.post(f"{stack.sink_url}/control/heal")
-        preview = httpx.post(f"{stack.api}/api/runs/retry", json={"rule": "down", "status": ["dead"]}).json()
+        headers = {"authorization": f"Bearer {c.api_token(stack.database_url)}"}
+        preview = httpx.post(
+            f"{stack.api}/api/runs/retry", json={"rule": "down", "status": ["dead"]}, headers=headers
+        ).json()
         confirmed = httpx.post(
-            f"{stack.api}/api/runs/retry", json={"rule": "down", "status": ["dead"], "confirm": preview.get("confirm")}
+            f"{stack.api}/api/runs/retry",
+            json={"rule": "down", "status": ["dead"], "confirm": preview.get("confirm")},
+            headers=headers,
         )
         c.wait_until(settled, 60, "the replayed dead letters to settle")
         after = ledger(stack.database_url)

@@ -88,6 +88,7 @@ def dev(host: str, port: int) -> None:
     settings = _settings()
     configure(settings.log_level)
     _prepare_database(settings)
+    settings = _dev_first_start(settings)
     embedded = None
     if settings.redis_url is None:
         db_path = settings.database_url.split(":///", 1)[-1]
@@ -334,6 +335,34 @@ def _add_delivery_commands() -> None:
 
     for command in COMMANDS:
         main.add_command(command)
+    from router.cli_users import COMMANDS as ACCESS_COMMANDS
+
+    for command in ACCESS_COMMANDS:
+        main.add_command(command)
+
+
+def _dev_first_start(settings: Settings) -> Settings:
+    """`router dev`: an admin user when there is none, and a secret key in data/secret.key when none is set."""
+    from router.cli_users import DEV_KEY_FILE, bootstrap_admin, dev_secret_key
+    from router.secretstore import SecretStoreError, keyring
+
+    password = bootstrap_admin(settings)
+    if password is not None:
+        line = "=" * 72
+        click.echo(f"{line}\n  First start: created user `admin` (role admin) with password\n\n      {password}\n")
+        click.echo(f"  It is shown only this once. Change it with `router user password admin`.\n{line}")
+    if settings.secret_key:
+        return settings
+    key, made = dev_secret_key()
+    try:
+        keyring(key)
+    except SecretStoreError:
+        raise click.ClickException(
+            f"{DEV_KEY_FILE} does not hold a Fernet key; delete it to have a new one made"
+        ) from None
+    verb = "generated a new" if made else "using the"
+    click.echo(f"ROUTER_SECRET_KEY is not set: {verb} key in {DEV_KEY_FILE} for secrets saved in the UI")
+    return settings.model_copy(update={"secret_key": key})
 
 
 _add_delivery_commands()

@@ -1,7 +1,8 @@
 """`router dead-letters`, `router replay`, `router retry` and `router retry-bulk`: the delivery API from a shell.
 
 They talk to the database and Redis named by ROUTER_DATABASE_URL and ROUTER_REDIS_URL, so they work
-with no web process running; a worker picks the work up.
+with no web process running; a worker picks the work up. Replays and retries are audited as
+``cli:<os user>``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import click
 
+from router.cli_users import cli_actor
 from router.delivery import FAILED
 from router.jobs import enqueuer
 from router.replay import Filters, ReplayError, bulk_retry, dead_letters, preview, replay_event, retry_run
@@ -33,7 +35,8 @@ def _run(work: Callable[[Settings, Any, Any], Awaitable[Any]]) -> Any:
         engine = db.create_engine(settings.database_url)
         redis = create_redis(settings.redis_url)
         try:
-            return await work(settings, engine, (enqueuer(redis), load_rules(settings).current))
+            rules = await load_rules(settings, sessions=db.sessionmaker(engine))
+            return await work(settings, engine, (enqueuer(redis), rules.current))
         finally:
             await redis.aclose(close_connection_pool=True)
             await engine.dispose()
@@ -102,7 +105,8 @@ def dead_letters_command(
 @click.option("--resend", is_flag=True, help="Send again steps that already succeeded for this event.")
 def replay_command(event_id: str, resend: bool) -> None:
     """Route a stored event again through the rules in force."""
-    _echo(_run(lambda _s, engine, x: replay_event(engine, x[0], x[1], event_id, resend=resend)))
+    actor = cli_actor()
+    _echo(_run(lambda _s, engine, x: replay_event(engine, x[0], x[1], event_id, resend=resend, actor=actor)))
 
 
 @click.command(name="retry")
@@ -118,7 +122,8 @@ def replay_command(event_id: str, resend: bool) -> None:
 @click.option("--resend", is_flag=True, help="With --from start: send again steps that already succeeded.")
 def retry_command(run_id: str, start_from: str, resend: bool) -> None:
     """Retry one failed or dead run."""
-    _echo(_run(lambda _s, engine, x: retry_run(engine, x[0], x[1], run_id, start=start_from == "start", resend=resend)))
+    start, actor = start_from == "start", cli_actor()
+    _echo(_run(lambda _s, engine, x: retry_run(engine, x[0], x[1], run_id, start=start, resend=resend, actor=actor)))
 
 
 @click.command(name="retry-bulk")
@@ -151,7 +156,8 @@ def retry_bulk_command(
     if not yes and not click.confirm("Retry them?", default=False):
         raise click.ClickException("nothing retried")
     token = summary["confirm"]
-    _echo(_run(lambda _s, engine, x: bulk_retry(engine, x[0], x[1], f, token, start=start, resend=resend)))
+    actor = cli_actor()
+    _echo(_run(lambda _s, engine, x: bulk_retry(engine, x[0], x[1], f, token, start=start, resend=resend, actor=actor)))
 
 
 COMMANDS = (dead_letters_command, replay_command, retry_command, retry_bulk_command)

@@ -28,4 +28,6 @@ def configure(level: str = "info", json_logs: bool | None = None) -> None:
     logging.basicConfig(level=lvl, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # arq logs every job at INFO; that is one line per delivery, too chatty by default.
     logging.getLogger("arq.worker").setLevel(max(lvl, logging.WARNING))
-    logging.getLogger("httpx").setLevel(max(lvl, logging.WARNING))
+    # httpx/httpcore log every outgoing URL at INFO/DEBUG, and a URL may carry a secret: never below WARNING.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

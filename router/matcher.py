@@ -103,6 +103,8 @@ class Expression:
             return _Budgeted().visit(self.parsed.parsed, data)
         except jmes_errors.JMESPathError as exc:
             raise TemplateRenderError(str(exc), location=self.location) from None
+        except TypeError as exc:  # jmespath lets Python's own escape: "abc" > `5`, contains("abc", `5`)
+            raise TemplateRenderError(f"type mismatch: {exc}", location=self.location) from None
         except TemplateRenderError as exc:
             raise TemplateRenderError(exc.message, location=self.location) from None
         except RecursionError:

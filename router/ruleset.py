@@ -87,8 +87,15 @@ def format_path(path: Path_) -> str:
 
 
 def secrets_from_env(env: Mapping[str, str]) -> dict[str, str]:
-    """``secrets.NAME`` is ``ROUTER_SECRET_NAME``; nothing else from the environment is reachable."""
-    return {k[len(SECRET_PREFIX) :]: v for k, v in env.items() if k.startswith(SECRET_PREFIX) and len(k) > 14}
+    """``secrets.NAME`` is ``ROUTER_SECRET_NAME``; nothing else from the environment is reachable.
+
+    ``ROUTER_SECRET_KEY`` is the key that encrypts the UI's secrets, not a secret for rules: never exposed.
+    """
+    return {
+        k[len(SECRET_PREFIX) :]: v
+        for k, v in env.items()
+        if k.startswith(SECRET_PREFIX) and len(k) > 14 and k != "ROUTER_SECRET_KEY"
+    }
 
 
 _FRIENDLY = {

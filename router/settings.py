@@ -34,6 +34,9 @@ _ACCEPTS: dict[str, str] = {
     "retry_jitter": "a fraction from 0 to 1",
     "shutdown_grace": "a whole number of seconds from 0 to 3600",
     "job_timeout": "a whole number of seconds from 5 to 3600",
+    "session_hours": "a number of hours from 0.1 to 720",
+    "cookie_secure": "auto, true or false",
+    "secret_key": "comma-separated Fernet keys (generate one with `router secrets keygen`)",
 }
 
 
@@ -73,6 +76,36 @@ class Settings(BaseSettings):
         description="Comma-separated CIDRs and host names outgoing calls may reach besides public addresses "
         "(loopback, private, link-local and metadata addresses are blocked otherwise).",
     )
+
+    session_hours: float = Field(12.0, ge=0.1, le=720, description="How long a UI sign-in lasts, in hours.")
+    cookie_secure: str = Field(
+        "auto",
+        description="Mark the session cookie Secure: auto (when the request came over HTTPS), true or false. "
+        "Set true behind a TLS-terminating proxy.",
+    )
+
+    secret_key: str | None = Field(
+        None,
+        description="Fernet key(s) encrypting secrets saved in the UI, comma-separated; the first encrypts, "
+        "all decrypt (rotation).",
+    )
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from router.secretstore import keyring
+
+        keyring(value)  # a malformed key fails at start
+        return value
+
+    @field_validator("cookie_secure")
+    @classmethod
+    def _cookie_secure(cls, value: str) -> str:
+        if value.lower() not in {"auto", "true", "false"}:
+            raise ValueError("not auto, true or false")
+        return value.lower()
 
     @field_validator("log_level")
     @classmethod

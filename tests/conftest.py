@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import os
 import shutil
 import socket
@@ -144,7 +145,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     async with engine.begin() as conn:
         from sqlalchemy import text
 
-        await conn.execute(text("TRUNCATE events, runs, run_steps, attempts, inbox_requests, destinations CASCADE"))
+        tables = "events, runs, run_steps, attempts, inbox_requests, destinations, users, api_tokens, user_sessions"
+        await conn.execute(text(f"TRUNCATE {tables}, audit_log, secrets, ui_rules CASCADE"))
     await engine.dispose()
     return url
 
@@ -169,6 +171,7 @@ class Router:
 
     client: AsyncTestClient[Any]
     settings: Settings
+    token: str = ""  # an admin API token; the client sends it on every request
 
     async def hook(
         self, source: str, body: Any = None, *, headers: dict[str, str] | None = None, content: bytes | None = None
@@ -209,8 +212,11 @@ RouterFactory = Callable[..., Any]
 
 
 @pytest.fixture
-def router_factory(tmp_path: Path, redis_clean: str, sqlite_url: str) -> RouterFactory:
-    """``async with router_factory(files, **settings) as r:`` starts the app with those rule files."""
+def router_factory(request: pytest.FixtureRequest, tmp_path: Path, redis_clean: str, sqlite_url: str) -> RouterFactory:
+    """``async with router_factory(files, **settings) as r:`` starts the app with those rule files.
+
+    The web UI is mounted only for tests marked ``ui`` (or given ``ui=True``): it is most of an app's build time.
+    """
 
     @asynccontextmanager
     async def make(
@@ -219,6 +225,7 @@ def router_factory(tmp_path: Path, redis_clean: str, sqlite_url: str) -> RouterF
         database_url: str | None = None,
         worker: bool = True,
         env: dict[str, str] | None = None,
+        ui: bool | None = None,
         **overrides: Any,
     ) -> AsyncIterator[Router]:
         rules_dir = write_rules(tmp_path / f"rules-{uuid.uuid4().hex[:6]}", files)
@@ -234,9 +241,12 @@ def router_factory(tmp_path: Path, redis_clean: str, sqlite_url: str) -> RouterF
                 "egress_allow": "127.0.0.0/8,::1",  # the test servers are on loopback
             }
             settings = load_settings(**(values | overrides))
-            app = create_app(settings, embedded_worker=worker)
+            pages = ui if ui is not None else request.node.get_closest_marker("ui") is not None
+            app = create_app(settings, embedded_worker=worker, ui_pages=pages)
             async with AsyncTestClient(app) as client:
-                yield Router(client, settings)
+                token = await admin_token(settings.database_url)  # the app's own engine lives on its loop
+                client.headers["authorization"] = f"Bearer {token}"
+                yield Router(client, settings, token)
         finally:
             for k, v in old.items():
                 if v is None:
@@ -245,6 +255,94 @@ def router_factory(tmp_path: Path, redis_clean: str, sqlite_url: str) -> RouterF
                     os.environ[k] = v
 
     return make
+
+
+@functools.cache
+def _token_user_hash() -> str:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher().hash("test-password-1")
+
+
+async def create_admin_token(sessions: Any, username: str = "test-admin", role: str = "admin") -> str:
+    """A user (made once per database) and a fresh API token for it."""
+    from sqlalchemy import select
+
+    from router.auth import create_token
+    from router.models import User, new_id
+
+    async with sessions() as session:
+        user = await session.scalar(select(User).where(User.username == username))
+        if user is None:  # a token-only user: its (real argon2) hash is made once per test session
+            user = User(id=new_id(), username=username, password_hash=_token_user_hash(), role=role)
+            session.add(user)
+            await session.flush()
+        _row, token = await create_token(session, user, "tests")
+        await session.commit()
+    return token
+
+
+async def admin_token(database_url: str, username: str = "test-admin", role: str = "admin") -> str:
+    """The same through an engine of the caller's loop: migrates the database first, then makes the token."""
+    from router import db
+
+    engine = db.create_engine(database_url)
+    try:
+        await db.migrate(engine)
+        return await create_admin_token(db.sessionmaker(engine), username, role)
+    finally:
+        await engine.dispose()
+
+
+async def sign_in(r: Router, username: str = "ui-admin", role: str = "admin", password: str = "ui-password-1") -> str:
+    """Sign ``r.client`` in through the real form as a (new) user with ``role``; returns the session's CSRF token.
+
+    The bearer token is dropped, so every later request is a browser-style one carrying the session cookie.
+    """
+    import re
+
+    from sqlalchemy import select
+
+    from router import db
+    from router.auth import create_user
+    from router.models import User, UserSession
+
+    engine = db.create_engine(r.settings.database_url)
+    try:
+        sessions = db.sessionmaker(engine)
+        async with sessions() as session:
+            if await session.scalar(select(User.id).where(User.username == username)) is None:
+                await create_user(session, username, password, role)
+                await session.commit()
+        r.client.headers.pop("authorization", None)
+        form = await r.client.get("/login")
+        assert form.status_code == 200, "no sign-in page: mark the test (module) with pytest.mark.ui"
+        match = re.search(r'name="_csrf" value="([^"]+)"', form.text)
+        assert match, form.text
+        response = await r.client.post(
+            "/login",
+            data={"username": username, "password": password, "_csrf": match.group(1), "next": "/"},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303, response.text
+        async with sessions() as session:
+            csrf = await session.scalar(
+                select(UserSession.csrf_token)
+                .join(User, User.id == UserSession.user_id)
+                .where(User.username == username)
+                .order_by(UserSession.created_at.desc())
+                .limit(1)
+            )
+        assert csrf
+        return csrf
+    finally:
+        await engine.dispose()
+
+
+def admin_token_for(database_url: str, username: str = "test-admin", role: str = "admin") -> str:
+    """``admin_token`` for synchronous tests (a database another process serves)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, admin_token(database_url, username, role)).result()
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from router.app import create_app
 from router.models import Event
 from router.settings import load_settings
 from router.worker import build_worker
-from tests.conftest import RouterFactory, free_port, live_server, write_rules
+from tests.conftest import RouterFactory, admin_token_for, free_port, live_server, write_rules
 
 RULES = {
     "s.yaml": """
@@ -94,7 +94,8 @@ def test_chunked_body_over_the_limit_is_413(tmp_path: Path, redis_url: str, sqli
     with live_server(create_app(settings)) as url:
         response = httpx.post(f"{url}/hooks/open", content=chunks(), headers={"content-type": "text/plain"})
         small = httpx.post(f"{url}/hooks/open", content=iter([b"ok"] * 3), headers={"content-type": "text/plain"})
-        listing = httpx.get(f"{url}/api/events").json()
+        token = admin_token_for(sqlite_url)
+        listing = httpx.get(f"{url}/api/events", headers={"authorization": f"Bearer {token}"}).json()
     assert response.status_code == 413
     assert response.json()["detail"] == "the body is over the limit of 1000 bytes (ROUTER_MAX_BODY_BYTES)"
     assert small.status_code == 202

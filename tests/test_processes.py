@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, admin_token_for, free_port
 
 
 @contextmanager
@@ -58,10 +58,14 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env | extra
 
 
-def wait_inbox(url: str, name: str, timeout: float = 10.0) -> tuple[list[dict[str, Any]], float]:
+def auth(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def wait_inbox(url: str, name: str, token: str, timeout: float = 10.0) -> tuple[list[dict[str, Any]], float]:
     start = time.monotonic()
     while True:
-        items: list[dict[str, Any]] = httpx.get(f"{url}/api/inbox/{name}").json()["requests"]
+        items: list[dict[str, Any]] = httpx.get(f"{url}/api/inbox/{name}", headers=auth(token)).json()["requests"]
         if items or time.monotonic() - start > timeout:
             return items, time.monotonic() - start
         time.sleep(0.02)
@@ -83,6 +87,7 @@ def test_serve_and_worker_processes_deliver_a_signed_push(tmp_path: Path, redis_
         ROUTER_SECRET_SLACK_WEBHOOK_URL=f"{url}/inbox/slack",
         GITHUB_WEBHOOK_SECRET="proc-secret",
     )
+    token = admin_token_for(env["ROUTER_DATABASE_URL"])
     with (
         running(["serve", "--port", str(port), "--workers", "2"], env, cwd, ready_url=f"{url}/health"),
         running(["worker"], env, cwd),
@@ -112,8 +117,8 @@ def test_serve_and_worker_processes_deliver_a_signed_push(tmp_path: Path, redis_
         )
         assert sent.returncode == 0, sent.stdout + sent.stderr
         assert sent.stdout.startswith("202 ")
-        items, _ = wait_inbox(url, "slack")
-        events = httpx.get(f"{url}/api/events").json()["events"]
+        items, _ = wait_inbox(url, "slack", token)
+        events = httpx.get(f"{url}/api/events", headers=auth(token)).json()["events"]
     assert len(items) == 1
     assert "pushed" in items[0]["body"]["text"]
     assert events[0]["status"] == "succeeded"
@@ -155,7 +160,8 @@ def test_dev_runs_on_embedded_defaults_and_the_tour_works(tmp_path: Path) -> Non
             timeout=30,
         )
         assert sent.returncode == 0, sent.stdout + sent.stderr
-        items, waited = wait_inbox(url, "slack")
+        token = admin_token_for(f"sqlite+aiosqlite:///{cwd / 'data' / 'router.db'}")
+        items, waited = wait_inbox(url, "slack", token)
         schema = httpx.get(f"{url}/schema/openapi.json")
     psutil.wait_procs(embedded, timeout=10)
     assert not [p for p in embedded if p.is_running()], "SIGTERM left the embedded Redis running"
@@ -180,22 +186,23 @@ def test_serve_and_worker_processes_pick_up_an_edited_rule_without_restart(tmp_p
     folder.mkdir()
     (folder / "r.yaml").write_text(rule("version one"))
     env = base_env(tmp_path, ROUTER_REDIS_URL=redis_clean, ROUTER_RULES_DIR=str(folder))
+    token = admin_token_for(env["ROUTER_DATABASE_URL"])
     with (
         running(["serve", "--port", str(port)], env, tmp_path, ready_url=f"{url}/health"),
         running(["worker"], env, tmp_path),
     ):
         httpx.post(f"{url}/hooks/shop", json={"n": 1})
-        first, _ = wait_inbox(url, "out")
-        version = httpx.get(f"{url}/api/rules").json()["version"]
+        first, _ = wait_inbox(url, "out", token)
+        version = httpx.get(f"{url}/api/rules", headers=auth(token)).json()["version"]
         (folder / "r.yaml").write_text(rule("version two"))
         deadline = time.monotonic() + 15
-        while httpx.get(f"{url}/api/rules").json()["version"] == version:  # the web process reloaded
+        while httpx.get(f"{url}/api/rules", headers=auth(token)).json()["version"] == version:  # web reloaded
             assert time.monotonic() < deadline, "the web process did not reload the rules"
             time.sleep(0.1)
         time.sleep(1.0)  # the worker watches the same folder on its own
         httpx.post(f"{url}/hooks/shop", json={"n": 2})
         deadline = time.monotonic() + 15
-        while len(items := httpx.get(f"{url}/api/inbox/out").json()["requests"]) < 2:
+        while len(items := httpx.get(f"{url}/api/inbox/out", headers=auth(token)).json()["requests"]) < 2:
             assert time.monotonic() < deadline, "the second delivery did not arrive"
             time.sleep(0.05)
     assert first[0]["body"] == {"text": "version one"}

@@ -18,7 +18,7 @@ import pytest
 from router.app import create_app
 from router.ingest import json_depth_exceeds, parse_body
 from router.settings import load_settings
-from tests.conftest import RouterFactory, live_server, write_rules
+from tests.conftest import RouterFactory, admin_token_for, live_server, write_rules
 
 pytestmark = pytest.mark.security
 
@@ -159,7 +159,7 @@ class Counted:
             yield b"x" * self.chunk
 
 
-def test_oversized_bodies_are_refused_before_they_are_read(live: Any) -> None:
+def test_oversized_bodies_are_refused_before_they_are_read(live: Any, sqlite_url: str) -> None:
     limit, total = 1024 * 1024, 256 * 1024 * 1024
     with live(limit) as url:
         chunked = Counted(total)
@@ -173,7 +173,8 @@ def test_oversized_bodies_are_refused_before_they_are_read(live: Any) -> None:
         )
         just_over = httpx.post(f"{url}/hooks/open", content=b"x" * (limit + 1), headers={"content-type": "text/plain"})
         at_limit = httpx.post(f"{url}/hooks/open", content=b"x" * limit, headers={"content-type": "text/plain"})
-        listing = httpx.get(f"{url}/api/events").json()
+        token = admin_token_for(sqlite_url)
+        listing = httpx.get(f"{url}/api/events", headers={"authorization": f"Bearer {token}"}).json()
     mib = 1024 * 1024
     print(
         f"oversized bodies: {total // mib} MiB chunked -> {no_length.status_code} after the client sent "

@@ -13,7 +13,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from tests.conftest import free_port, write_rules
+from tests.conftest import admin_token_for, free_port, write_rules
 from tests.test_processes import base_env, running
 
 
@@ -59,6 +59,7 @@ def test_sigterm_finishes_or_hands_back_in_flight_work(
         ROUTER_SHUTDOWN_GRACE=str(grace),
         ROUTER_SWEEP_INTERVAL="2",
     )
+    headers = {"authorization": f"Bearer {admin_token_for(env['ROUTER_DATABASE_URL'])}"}
     with running(["serve", "--port", str(port)], env, tmp_path, ready_url=f"{url}/health"):
         with running(["worker"], env, tmp_path) as worker:
             event_id = httpx.post(f"{url}/hooks/shop", json={"n": 1}).json()["event_id"]
@@ -67,7 +68,7 @@ def test_sigterm_finishes_or_hands_back_in_flight_work(
             worker.send_signal(signal.SIGTERM)
             worker.wait(30)
             stopped_after = time.monotonic() - started
-        status = httpx.get(f"{url}/api/events/{event_id}").json()["status"]
+        status = httpx.get(f"{url}/api/events/{event_id}", headers=headers).json()["status"]
         if grace > sink_delay:
             assert status == "succeeded", "the worker left before its running job finished"
             assert len(seen) == 1
@@ -77,11 +78,11 @@ def test_sigterm_finishes_or_hands_back_in_flight_work(
         assert stopped_after < grace + 3
         with running(["worker"], env, tmp_path):  # another worker takes the handed-back job
             wait_for(
-                lambda: httpx.get(f"{url}/api/events/{event_id}").json()["status"] == "succeeded",
+                lambda: httpx.get(f"{url}/api/events/{event_id}", headers=headers).json()["status"] == "succeeded",
                 40,
                 "the handed-back run to resume",
             )
-        event = httpx.get(f"{url}/api/events/{event_id}").json()
+        event = httpx.get(f"{url}/api/events/{event_id}", headers=headers).json()
     (run,) = event["runs"]
     assert run["status"] == "succeeded"
     assert len(seen) == 2

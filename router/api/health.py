@@ -19,7 +19,13 @@ async def _check(coro: Any) -> dict[str, Any]:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__}
 
 
-@get("/health", operation_id="Health", tags=["health"], summary="Readiness of the database, Redis and rules")
+@get(
+    "/health",
+    operation_id="Health",
+    tags=["health"],
+    summary="Readiness of the database, Redis and rules",
+    opt={"public": True},
+)
 async def health(state: State) -> Response[dict[str, Any]]:
     database = await _check(db.ping(state.engine))
     redis = await _check(state.redis.ping())

@@ -33,7 +33,12 @@ def incoming(request: Request[Any, Any, Any], source: str, raw: bytes) -> Incomi
 
 
 @post(
-    "/hooks/{source:str}", operation_id="ReceiveWebhook", tags=["ingest"], status_code=202, summary="Receive a webhook"
+    "/hooks/{source:str}",
+    operation_id="ReceiveWebhook",
+    tags=["ingest"],
+    status_code=202,
+    summary="Receive a webhook",
+    opt={"public": True},  # authenticated by the source's own signature scheme
 )
 async def receive(
     request: Request[Any, Any, Any],
@@ -91,6 +96,7 @@ async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
 @route(
     "/inbox/{name:str}",
     http_method=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    opt={"public": True},
     operation_id=lambda _handler, method, _path: f"CatchRequest{str(method).title()}",
     tags=["inbox"],
     status_code=200,

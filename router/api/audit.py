@@ -1,0 +1,36 @@
+"""``/api/audit``: the audit log, newest first, with filters and a cursor (admin)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import get
+from litestar.datastructures import State
+from litestar.params import QueryParameter
+
+from router import audit
+
+
+@get("/api/audit", operation_id="ListAudit", tags=["access"], summary="The audit log (admin)", opt={"role": "admin"})
+async def list_audit(
+    state: State,
+    actor: Annotated[
+        str | None, QueryParameter(description="Entries whose actor starts with this, e.g. alice or cli:.")
+    ] = None,
+    action: Annotated[str | None, QueryParameter(description="Only this action, e.g. user_create.")] = None,
+    since: Annotated[datetime | None, QueryParameter(description="At or after this time (ISO 8601).")] = None,
+    before: Annotated[
+        str | None, QueryParameter(description="The `next` of the previous page: entries older than it.")
+    ] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000, description="At most this many, newest first.")] = 100,
+) -> dict[str, Any]:
+    async with state.sessions() as session:
+        entries = await audit.list_entries(
+            session, limit=limit + 1, before=before, actor=actor, action=action, since=since
+        )
+    page = entries[:limit]
+    return {
+        "entries": [audit.entry_dict(e) for e in page],
+        "next": page[-1].id if len(entries) > limit else None,
+    }

@@ -1,0 +1,83 @@
+"""``/api/secrets``: secrets for rules, saved encrypted (admin). Values go in and never come out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, delete, get, put
+from litestar.datastructures import State
+from litestar.params import JSONBody, PathParameter
+from pydantic import BaseModel, ConfigDict, Field
+
+from router import secretstore
+from router.access import principal_of
+from router.api.problems import problem
+from router.secretstore import SecretStoreError
+
+ADMIN = {"role": "admin"}
+
+
+class SecretValue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: str = Field(description="The secret; it is encrypted and can never be read back.", min_length=1)
+
+
+@get(
+    "/api/secrets", operation_id="ListSecrets", tags=["access"], summary="Stored secrets: names, dates, who", opt=ADMIN
+)
+async def list_secrets(state: State) -> dict[str, Any]:
+    async with state.sessions() as session:
+        rows = await secretstore.list_secrets(session)
+    return {
+        "secrets": [secretstore.secret_dict(row) for row in rows],
+        "environment": secretstore.env_names(),
+        "key_configured": bool(state.settings.secret_key),
+    }
+
+
+@put(
+    "/api/secrets/{name:str}",
+    operation_id="SetSecret",
+    tags=["access"],
+    summary="Create or replace a stored secret",
+    opt=ADMIN,
+    status_code=200,
+)
+async def set_secret(
+    request: Request[Any, Any, Any],
+    state: State,
+    name: Annotated[str, PathParameter(description="Secret name: letters, digits and _; rules use secrets.NAME.")],
+    data: JSONBody[SecretValue],
+) -> Response[Any]:
+    principal = principal_of(request)
+    async with state.sessions() as session:
+        try:
+            created = await secretstore.save(session, state.settings.secret_key, name, data.value, principal.actor)
+        except SecretStoreError as exc:
+            return problem(400, "Invalid request", str(exc))
+        await session.commit()
+        row = next(r for r in await secretstore.list_secrets(session) if r.name == name)
+        return Response(
+            {"secret": secretstore.secret_dict(row), "created": created}, status_code=201 if created else 200
+        )
+
+
+@delete(
+    "/api/secrets/{name:str}",
+    operation_id="DeleteSecret",
+    tags=["access"],
+    summary="Delete a stored secret",
+    opt=ADMIN,
+    status_code=200,
+)
+async def delete_secret(
+    request: Request[Any, Any, Any], state: State, name: Annotated[str, PathParameter(description="Secret name.")]
+) -> Response[Any]:
+    principal = principal_of(request)
+    async with state.sessions() as session:
+        try:
+            await secretstore.remove(session, name, principal.actor)
+        except SecretStoreError as exc:
+            return problem(404, "Not Found", str(exc))
+        await session.commit()
+    return Response({"deleted": name})
