@@ -8,12 +8,12 @@ import structlog
 from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from router import db
 from router.errors import RuleSetError
 from router.http import create_client
 from router.jobs import RulesHolder, WorkerState, execute_run, process_event, sweep
-from router.ruleset import load_ruleset
 from router.settings import Settings
 
 log = structlog.get_logger("router.worker")
@@ -33,19 +33,25 @@ class RouterWorker(Worker):
         await super().start_jobs(fresh)
 
 
-def load_rules(settings: Settings, holder: RulesHolder | None = None) -> RulesHolder:
-    """Load the rule set into a holder; on errors the holder keeps what it had and lists them."""
+async def load_rules(
+    settings: Settings, holder: RulesHolder | None = None, *, sessions: async_sessionmaker[AsyncSession] | None = None
+) -> RulesHolder:
+    """Load the rule set into a holder; on errors the holder keeps what it had and lists them.
+
+    With ``sessions`` the set includes the UI rules and stored secrets of the database (router.uirules).
+    """
+    from router.uirules import load_all
+
     holder = holder or RulesHolder()
     try:
-        holder.current = load_ruleset(settings.rules_dir)
-        holder.errors = []
+        holder.current, holder.errors = await load_all(settings, sessions)
         holder.loaded = True
         for warning in holder.current.warnings:
             log.warning("rules_warning", message=warning)
     except RuleSetError as exc:
         holder.errors = [str(e) for e in exc.errors]
-        for line in holder.errors:
-            log.error("rules_error", message=line)
+    for line in holder.errors:
+        log.error("rules_error", message=line)
     return holder
 
 
@@ -53,12 +59,13 @@ async def create_state(settings: Settings, rules: RulesHolder | None = None, *, 
     engine = db.create_engine(settings.database_url)
     if migrate:
         await db.migrate(engine)
+    sessions = db.sessionmaker(engine)
     return WorkerState(
         settings=settings,
         engine=engine,
-        sessions=db.sessionmaker(engine),
+        sessions=sessions,
         http=create_client(settings),
-        rules=rules or load_rules(settings),
+        rules=rules or await load_rules(settings, sessions=sessions),
     )
 
 
@@ -89,7 +96,7 @@ def build_worker(
         if own_state and not burst:  # a standalone worker watches the rules itself (`router dev` shares the web's)
             from router.reload import watch_rules
 
-            ctx["rules_watcher"] = watch_rules(settings, ctx["state"].rules)
+            ctx["rules_watcher"] = watch_rules(settings, ctx["state"].rules, ctx["state"].sessions)
         if burst:  # no cron in burst mode: sweep once, then drain the queue
             await sweep(ctx)
 

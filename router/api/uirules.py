@@ -1,0 +1,139 @@
+"""``/api/ui-rules``: rules kept in the database (the ones the UI builds), as YAML in the rule-file format.
+
+Reading needs the viewer role, changing the editor role; every change is audited and put in force at
+once in this process (the workers reload within about two seconds).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, delete, get, post, put
+from litestar.datastructures import State
+from litestar.params import JSONBody, PathParameter
+
+from router import uirules
+from router.access import principal_of
+from router.api.problems import problem
+from router.errors import RuleSetError
+
+RuleId = Annotated[str, PathParameter(description="The rule's id.")]
+
+
+def _invalid(exc: RuleSetError) -> Response[dict[str, Any]]:
+    count = len(exc.errors)
+    return problem(
+        422,
+        "Invalid rule",
+        f"{count} problem{'s' if count > 1 else ''}: " + "; ".join(str(e) for e in exc.errors),
+        errors=[e.as_dict() for e in exc.errors],
+    )
+
+
+def _missing(rule_id: str) -> Response[dict[str, Any]]:
+    return problem(404, "Not Found", f"no UI rule {rule_id!r}")
+
+
+@get(
+    "/api/ui-rules",
+    operation_id="ListUiRules",
+    tags=["rules"],
+    summary="Rules built in the UI (stored in the database)",
+)
+async def list_ui_rules(state: State) -> dict[str, Any]:
+    async with state.sessions() as session:
+        rows = await uirules.list_rules(session)
+    return {"rules": [uirules.row_dict(row, state.rules.current) for row in rows]}
+
+
+@get("/api/ui-rules/{rule_id:str}", operation_id="GetUiRule", tags=["rules"], summary="One UI rule, with its YAML")
+async def get_ui_rule(state: State, rule_id: RuleId) -> Response[dict[str, Any]]:
+    async with state.sessions() as session:
+        row = await uirules.get_rule(session, rule_id)
+    if row is None:
+        return _missing(rule_id)
+    return Response(uirules.row_dict(row, state.rules.current, with_yaml=True))
+
+
+@put(
+    "/api/ui-rules/{rule_id:str}",
+    operation_id="PutUiRule",
+    tags=["rules"],
+    summary="Create or replace a UI rule from its YAML or its JSON spec",
+)
+async def put_ui_rule(
+    request: Request[Any, Any, Any], state: State, rule_id: RuleId, data: JSONBody[dict[str, Any]]
+) -> Response[dict[str, Any]]:
+    """Body: ``{"yaml": "<one rule>"}``, or the rule itself as JSON (``id`` defaults to the URL's)."""
+    if "yaml" in data:
+        text = data["yaml"]
+        if not isinstance(text, str) or len(data) != 1:
+            return problem(422, "Invalid rule", 'send {"yaml": "<the rule\'s YAML>"} alone, or the rule as JSON')
+    else:
+        text = uirules.dump_rule({"id": rule_id, **data})
+    principal = principal_of(request)
+    async with state.sessions() as session:
+        try:
+            row, created = await uirules.save_rule(session, state.rules.current, rule_id, text, principal.actor)
+        except RuleSetError as exc:
+            return _invalid(exc)
+        await session.commit()
+    await state.rules_watcher.reload()
+    return Response(uirules.row_dict(row, state.rules.current, with_yaml=True), status_code=201 if created else 200)
+
+
+async def _switch(request: Request[Any, Any, Any], state: State, rule_id: str, enabled: bool) -> Response[Any]:
+    async with state.sessions() as session:
+        row = await uirules.get_rule(session, rule_id)
+        if row is None:
+            return _missing(rule_id)
+        try:
+            await uirules.switch_rule(session, state.rules.current, row, enabled, principal_of(request).actor)
+        except RuleSetError as exc:
+            return _invalid(exc)
+        await session.commit()
+    await state.rules_watcher.reload()
+    return Response(uirules.row_dict(row, state.rules.current))
+
+
+@post(
+    "/api/ui-rules/{rule_id:str}/enable",
+    operation_id="EnableUiRule",
+    tags=["rules"],
+    status_code=200,
+    summary="Enable a UI rule (it must still compile)",
+)
+async def enable_ui_rule(request: Request[Any, Any, Any], state: State, rule_id: RuleId) -> Response[Any]:
+    return await _switch(request, state, rule_id, True)
+
+
+@post(
+    "/api/ui-rules/{rule_id:str}/disable",
+    operation_id="DisableUiRule",
+    tags=["rules"],
+    status_code=200,
+    summary="Disable a UI rule",
+)
+async def disable_ui_rule(request: Request[Any, Any, Any], state: State, rule_id: RuleId) -> Response[Any]:
+    return await _switch(request, state, rule_id, False)
+
+
+@delete(
+    "/api/ui-rules/{rule_id:str}",
+    operation_id="DeleteUiRule",
+    tags=["rules"],
+    status_code=200,
+    summary="Delete a UI rule",
+)
+async def delete_ui_rule(request: Request[Any, Any, Any], state: State, rule_id: RuleId) -> Response[Any]:
+    async with state.sessions() as session:
+        row = await uirules.get_rule(session, rule_id)
+        if row is None:
+            return _missing(rule_id)
+        await uirules.delete_rule(session, row, principal_of(request).actor)
+        await session.commit()
+    await state.rules_watcher.reload()
+    return Response({"id": rule_id, "deleted": True})
+
+
+HANDLERS = [list_ui_rules, get_ui_rule, put_ui_rule, enable_ui_rule, disable_ui_rule, delete_ui_rule]
