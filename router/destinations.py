@@ -52,8 +52,11 @@ def destination_of(action: str, config: Any, smtp: str, slack_api: str) -> str |
     if action == "email":
         return f"smtp://{smtp}"
     url = getattr(config, "url", None) or (slack_api if action == "slack" else None)
-    if not url:
-        return None
+    return url_destination(url) if url else None
+
+
+def url_destination(url: str) -> str:
+    """The destination of a URL: its scheme, host and port (``https://api.example.com:443``)."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
@@ -221,10 +224,15 @@ class Destinations:
             log.debug("breaker_publish_failed", error=str(exc))
 
 
-async def resume(engine: AsyncEngine, enqueue: Any, key: str) -> dict[str, Any]:
-    """Un-pause a destination and send its held steps on their way again."""
+async def resume(engine: AsyncEngine, enqueue: Any, key: str, *, actor: str | None = None) -> dict[str, Any]:
+    """Un-pause a destination and send its held steps on their way again.
+
+    With ``actor``, an audit entry ``destination_resume`` is written in the same transaction (when
+    there was something to resume).
+    """
     from sqlalchemy import update
 
+    from router import audit
     from router.models import Run, RunStep
 
     marker = f"destination {key} is paused%"
@@ -251,6 +259,8 @@ async def resume(engine: AsyncEngine, enqueue: Any, key: str) -> dict[str, Any]:
                 .where(Run.id.in_(runs), Run.status == "held")
                 .values(status="pending", error=None, next_attempt_at=utcnow())
             )
+        if actor is not None and (found.rowcount or runs):
+            await audit.record_on(conn, actor, "destination_resume", key, {"runs": len(runs)})
     if found.rowcount == 0 and not runs:
         return {"destination": key, "resumed": False, "runs": 0}
     stamp = int(time.time())

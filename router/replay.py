@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from router import audit
 from router.delivery import FAILED, TERMINAL
 from router.models import Event, Run, RunStep, new_id, utcnow
 from router.routing import build_context, event_from_row, match_rules
@@ -48,11 +49,24 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     status: tuple[str, ...] = FAILED
+    run_ids: tuple[str, ...] = ()  # only these runs (still only those matching the rest), e.g. ticked in the UI
 
     def token(self, count: int) -> str:
         """A confirmation token for exactly this selection and count."""
-        text = json.dumps([self.rule, self.source, str(self.since), str(self.until), self.status, count])
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        parts: list[Any] = [self.rule, self.source, str(self.since), str(self.until), self.status, count]
+        if self.run_ids:
+            parts.append(sorted(self.run_ids))
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+    def describe(self) -> dict[str, Any]:
+        """The selection, for the audit log."""
+        out: dict[str, Any] = {"status": list(self.status)}
+        for name in ("rule", "source", "since", "until"):
+            if (value := getattr(self, name)) is not None:
+                out[name] = str(value)
+        if self.run_ids:
+            out["run_ids"] = list(self.run_ids)
+        return out
 
 
 async def _event(conn: AsyncConnection, event_id: str) -> dict[str, Any]:
@@ -142,9 +156,18 @@ async def _new_run(
 
 
 async def replay_event(
-    engine: AsyncEngine, enqueue: Enqueue, ruleset: RuleSet, event_id: str, *, resend: bool = False
+    engine: AsyncEngine,
+    enqueue: Enqueue,
+    ruleset: RuleSet,
+    event_id: str,
+    *,
+    resend: bool = False,
+    actor: str | None = None,
 ) -> dict[str, Any]:
-    """Route a stored event again through the rules in force; each match is a new run."""
+    """Route a stored event again through the rules in force; each match is a new run.
+
+    With ``actor``, an audit entry ``event_replay`` is written in the same transaction.
+    """
     async with engine.begin() as conn:
         event = await _event(conn, event_id)
         matched = match_rules(ruleset, event["source"], build_context(event, ruleset.secrets))
@@ -156,15 +179,28 @@ async def replay_event(
             skipped += n
         if created:
             await conn.execute(update(Event).where(Event.id == event_id).values(status="routed", matched=len(created)))
+        if actor is not None:
+            detail = {"runs": [r["id"] for r in created], "resend": resend, "skipped_sends": skipped}
+            await audit.record_on(conn, actor, "event_replay", event_id, detail)
     for run in created:
         await enqueue("execute_run", run["id"], job_id=f"run:{run['id']}:1")
     return {"event_id": event_id, "runs": created, "skipped_sends": skipped, "resend": resend}
 
 
 async def retry_run(
-    engine: AsyncEngine, enqueue: Enqueue, ruleset: RuleSet, run_id: str, *, start: bool = False, resend: bool = False
+    engine: AsyncEngine,
+    enqueue: Enqueue,
+    ruleset: RuleSet,
+    run_id: str,
+    *,
+    start: bool = False,
+    resend: bool = False,
+    actor: str | None = None,
 ) -> dict[str, Any]:
-    """Retry a failed or dead run: resume at its failed step, or (``start``) as a new run of its rule."""
+    """Retry a failed or dead run: resume at its failed step, or (``start``) as a new run of its rule.
+
+    With ``actor``, an audit entry ``run_retry`` is written in the same transaction.
+    """
     async with engine.begin() as conn:
         run = (
             await conn.execute(select(Run.id, Run.event_id, Run.rule_id, Run.status).where(Run.id == run_id))
@@ -195,6 +231,9 @@ async def retry_run(
             )
             target, skipped = run_id, 0
         await conn.execute(update(Event).where(Event.id == run.event_id).values(status="routed"))
+        if actor is not None:
+            detail = {"from": "start" if start else "failed_step", "resend": resend, "run_id": target}
+            await audit.record_on(conn, actor, "run_retry", run_id, detail)
     await enqueue("execute_run", target, job_id=job_id)
     return {"run_id": target, "retry_of": run_id, "from": "start" if start else "failed_step", "skipped_sends": skipped}
 
@@ -210,14 +249,22 @@ def _run_query(f: Filters) -> Any:
         conds.append(Event.received_at >= f.since)
     if f.until:
         conds.append(Event.received_at < f.until)
+    if f.run_ids:
+        conds.append(Run.id.in_(f.run_ids))
     return query.where(and_(*conds))
 
 
 async def preview(engine: AsyncEngine, f: Filters, *, start: bool = False) -> dict[str, Any]:
-    """How many runs a bulk retry covers, and how many completed sends starting over would repeat."""
+    """How many runs a bulk retry covers, how many steps it would send, and how many completed sends
+    starting over would repeat (they are skipped unless ``resend``)."""
     async with engine.connect() as conn:
         runs = (await conn.execute(_run_query(f))).all()
-        repeats = 0
+        repeats = steps = 0
+        if runs:
+            todo: ColumnElement[bool] = RunStep.run_id.in_([r.id for r in runs])
+            if not start:  # resuming sends the failed step and every later step not done yet
+                todo = and_(todo, RunStep.status.not_in(("succeeded", "skipped")))
+            steps = await conn.scalar(select(func.count()).where(todo)) or 0
         if start and runs:
             repeats = (
                 await conn.scalar(
@@ -232,6 +279,7 @@ async def preview(engine: AsyncEngine, f: Filters, *, start: bool = False) -> di
     return {
         "runs": len(runs),
         "events": len({r.event_id for r in runs}),
+        "steps_to_send": steps,
         "would_repeat_sends": repeats,
         "note": "completed sends are skipped unless resend is true"
         if start
@@ -249,8 +297,12 @@ async def bulk_retry(
     *,
     start: bool = False,
     resend: bool = False,
+    actor: str | None = None,
 ) -> dict[str, Any]:
-    """Retry every selected run, once ``confirm`` matches the preview's token for the same selection."""
+    """Retry every selected run, once ``confirm`` matches the preview's token for the same selection.
+
+    With ``actor``, one audit entry ``runs_retry_bulk`` records the selection and the outcome.
+    """
     async with engine.connect() as conn:
         runs = (await conn.execute(_run_query(f))).all()
     if confirm != f.token(len(runs)):
@@ -265,6 +317,15 @@ async def bulk_retry(
             done.append(await retry_run(engine, enqueue, ruleset, run.id, start=start, resend=resend))
         except ReplayError as exc:
             errors.append({"run_id": run.id, "error": str(exc)})
+    if actor is not None:
+        detail = f.describe() | {
+            "from": "start" if start else "failed_step",
+            "resend": resend,
+            "retried": len(done),
+            "errors": len(errors),
+        }
+        async with engine.begin() as conn:
+            await audit.record_on(conn, actor, "runs_retry_bulk", f"{len(done)} run(s)", detail)
     return {"retried": len(done), "errors": errors, "runs": [d["run_id"] for d in done]}
 
 

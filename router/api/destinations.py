@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import get, post
+from litestar import Request, get, post
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody
 from pydantic import BaseModel, ConfigDict, Field
 
+from router.access import principal_of
 from router.destinations import overview, resume
 from router.jobs import enqueuer
 
@@ -36,8 +37,10 @@ async def list_destinations(state: State) -> dict[str, Any]:
     status_code=200,
     summary="Resume a paused destination; its held steps are sent again",
 )
-async def resume_destination(state: State, data: JSONBody[ResumeRequest]) -> dict[str, Any]:
-    result = await resume(state.engine, enqueuer(state.redis), data.destination)
+async def resume_destination(
+    request: Request[Any, Any, Any], state: State, data: JSONBody[ResumeRequest]
+) -> dict[str, Any]:
+    result = await resume(state.engine, enqueuer(state.redis), data.destination, actor=principal_of(request).actor)
     if not result["resumed"]:
         raise NotFoundException(f"destination {data.destination!r} is not paused")
     return result

@@ -1,15 +1,16 @@
-"""``/api/dead-letters``, replay and retry: thin handlers over ``router.replay``."""
+"""``/api/dead-letters``, replay and retry: thin handlers over ``router.replay`` (each change audited)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from litestar import Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from pydantic import BaseModel, ConfigDict, Field
 
+from router.access import principal_of
 from router.api.problems import problem
 from router.delivery import FAILED
 from router.jobs import enqueuer
@@ -35,6 +36,7 @@ class BulkRequest(RetryRequest):
     since: datetime | None = None
     until: datetime | None = None
     status: list[RunFailure] = Field(default_factory=lambda: list[RunFailure](["failed", "dead"]))
+    run_ids: list[str] = Field(default_factory=list, description="Only these runs (still within the rest).")
     confirm: str | None = Field(None, description="The token from the preview; without it nothing is retried.")
 
 
@@ -68,13 +70,19 @@ async def list_dead_letters(
     summary="Route a stored event again through the rules in force",
 )
 async def replay(
+    request: Request[Any, Any, Any],
     state: State,
     event_id: Annotated[str, PathParameter(description="Event id.")],
     data: JSONBody[ReplayRequest | None] = None,
 ) -> Response[Any]:
     try:
         body = await replay_event(
-            state.engine, enqueuer(state.redis), state.rules.current, event_id, resend=bool(data and data.resend)
+            state.engine,
+            enqueuer(state.redis),
+            state.rules.current,
+            event_id,
+            resend=bool(data and data.resend),
+            actor=principal_of(request).actor,
         )
     except ReplayError as exc:
         return problem(exc.status, "Cannot replay", str(exc))
@@ -89,6 +97,7 @@ async def replay(
     summary="Retry a failed or dead run from its failed step, or from the start",
 )
 async def retry(
+    request: Request[Any, Any, Any],
     state: State,
     run_id: Annotated[str, PathParameter(description="Run id.")],
     data: JSONBody[RetryRequest | None] = None,
@@ -102,6 +111,7 @@ async def retry(
             run_id,
             start=req.from_ == "start",
             resend=req.resend,
+            actor=principal_of(request).actor,
         )
     except ReplayError as exc:
         return problem(exc.status, "Cannot retry", str(exc))
@@ -115,14 +125,21 @@ async def retry(
     status_code=200,
     summary="Retry many failed or dead runs: a preview with a count, then a confirmed run",
 )
-async def retry_bulk(state: State, data: JSONBody[BulkRequest]) -> Response[Any]:
-    f = Filters(data.rule, data.source, data.since, data.until, tuple(data.status))
+async def retry_bulk(request: Request[Any, Any, Any], state: State, data: JSONBody[BulkRequest]) -> Response[Any]:
+    f = Filters(data.rule, data.source, data.since, data.until, tuple(data.status), tuple(data.run_ids))
     start = data.from_ == "start"
     if data.confirm is None:
         return Response(await preview(state.engine, f, start=start) | {"done": False})
     try:
         body = await bulk_retry(
-            state.engine, enqueuer(state.redis), state.rules.current, f, data.confirm, start=start, resend=data.resend
+            state.engine,
+            enqueuer(state.redis),
+            state.rules.current,
+            f,
+            data.confirm,
+            start=start,
+            resend=data.resend,
+            actor=principal_of(request).actor,
         )
     except ReplayError as exc:
         return problem(exc.status, "Not confirmed", str(exc))
