@@ -10,17 +10,23 @@ from typing import Any
 
 import structlog
 from litestar import Litestar
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
 
-from router import __version__, db
-from router.api import destinations, events, health, hooks, runs
+from router import __version__, db, ui
+from router.access import authorize, security_headers
+from router.api import audit as audit_api
+from router.api import destinations, events, health, hooks, runs, users
 from router.api import rules as rules_api
+from router.api import secrets as secrets_api
+from router.api import uirules as uirules_api
 from router.api.problems import on_http_error, on_ingest_error, on_unexpected
 from router.capture import EventWriter
 from router.errors import IngestError
 from router.jobs import RulesHolder
 from router.settings import Settings, get_settings
+from router.ui.errors import on_forbidden, on_not_signed_in, on_page_error
 from router.worker import build_worker, close_state, create_redis, create_state, load_rules
 
 log = structlog.get_logger("router.app")
@@ -32,17 +38,23 @@ def create_app(
     embedded_worker: bool = False,
     migrate: bool = True,
     rules: RulesHolder | None = None,
+    ui_pages: bool = True,
 ) -> Litestar:
-    """Build the app. ``embedded_worker`` runs an arq worker in the same process (``router dev``)."""
+    """Build the app. ``embedded_worker`` runs an arq worker in the same process (``router dev``).
+
+    ``ui_pages=False`` leaves the web UI out (ingest and the API only): tests that need no page use it,
+    since registering the UI's handlers is most of the cost of building an app.
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         state = app.state
-        holder = rules or load_rules(settings)
         engine = db.create_engine(settings.database_url)
         if migrate:
             await db.migrate(engine)
+        sessions = db.sessionmaker(engine)
+        holder = rules or await load_rules(settings, sessions=sessions)  # rule files + the UI rules
         redis = create_redis(settings.redis_url)
 
         async def enqueue(ids: list[str]) -> None:
@@ -51,11 +63,17 @@ def create_app(
 
         writer = EventWriter(engine, on_committed=enqueue)
         writer.start()
-        from router.reload import watch_rules  # hot reload: swap the rule set when a rule file changes
+        from router.reload import watch_rules  # hot reload: swap the rule set when a rule file or UI rule changes
 
-        watcher = watch_rules(settings, holder)
+        watcher = watch_rules(settings, holder, sessions)
         state.update(
-            settings=settings, engine=engine, sessions=db.sessionmaker(engine), rules=holder, redis=redis, writer=writer
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            rules=holder,
+            rules_watcher=watcher,
+            redis=redis,
+            writer=writer,
         )
         worker_task: asyncio.Task[None] | None = None
         worker: Any = None
@@ -72,10 +90,17 @@ def create_app(
                 worker_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await worker_task
-                await worker.close()
+                # arq's close() re-raises the CancelledError of a job it had to cancel: not ours to propagate
+                await asyncio.gather(worker.close(), return_exceptions=True)
                 await close_state(wstate)
             await redis.aclose(close_connection_pool=True)
             await engine.dispose()
+
+    def ui_handlers() -> list[Any]:
+        static = create_static_files_router(
+            path="/static", directories=[ui.web_dir() / "static"], opt={"public": True}, include_in_schema=False
+        )
+        return [ui.ui_router(), static]
 
     return Litestar(
         route_handlers=[
@@ -95,9 +120,31 @@ def create_app(
             runs.retry_bulk,
             destinations.list_destinations,
             destinations.resume_destination,
+            users.me,
+            users.list_users,
+            users.create_user,
+            users.update_user,
+            users.list_tokens,
+            users.create_token,
+            users.revoke_token,
+            secrets_api.list_secrets,
+            secrets_api.set_secret,
+            secrets_api.delete_secret,
+            audit_api.list_audit,
+            *uirules_api.HANDLERS,
+            *(ui_handlers() if ui_pages else []),
         ],
+        guards=[authorize],
+        before_send=[security_headers],  # every response, the 404 of an unknown path too
+        template_config=ui.template_config(),
         lifespan=[lifespan],
-        exception_handlers={IngestError: on_ingest_error, HTTPException: on_http_error, Exception: on_unexpected},
+        exception_handlers={
+            IngestError: on_ingest_error,
+            NotAuthorizedException: on_not_signed_in,
+            PermissionDeniedException: on_forbidden,
+            HTTPException: on_page_error(on_http_error),
+            Exception: on_unexpected,
+        },
         openapi_config=OpenAPIConfig(title="Event Router", version=__version__, path="/schema"),
         request_max_body_size=settings.max_body_bytes,
         debug=False,

@@ -1,0 +1,411 @@
+"""What the builder shows beside the form: the sample event, its field tree, whether the conditions
+match (the sample and the last 100 stored events), each step rendered against the sample, the
+variables a template may use, and the test send.
+
+Matching and rendering are the worker's own code (``router.matcher``, ``router.routing``); rendered
+values pass through ``redact`` so a secret's value never reaches the browser.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from jinja2 import TemplateSyntaxError
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from router.actions import ACTIONS
+from router.conditions import path_from_parts
+from router.dryrun import _tree_refs as tree_refs
+from router.errors import TemplateRenderError
+from router.ingest import fold_headers
+from router.matcher import compile_expression, syntax_error_message
+from router.models import Event
+from router.presets import PRESETS, Sample
+from router.routing import build_context, event_dict, event_from_row, redact
+from router.ruleset import CompiledStep, RuleSet, _Loader, _pydantic_message
+from router.schema import Step
+from router.templating import compile_tree, render_tree
+from router.ui.builder_steps import settings_of
+from router.whatif import load_events
+from router.yamlfile import Locator
+
+RECENT = 20
+LAST = 100
+MAX_NODES = 400
+MAX_VARIABLES = 150
+_DICT_NAMES = frozenset(dir(dict))
+EVALUATION_ERRORS = (TemplateRenderError, TypeError, ValueError)
+
+
+# -- samples -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleChoice:
+    key: str
+    label: str
+    group: str
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else str(value)[:19].replace("T", " ")
+
+
+def event_type(ruleset: RuleSet, source: str, event: Mapping[str, Any]) -> str:
+    src = ruleset.sources.get(source)
+    if src is None or src.event_type is None:
+        return ""
+    try:
+        value = src.event_type.search(build_context(event, {}))
+    except EVALUATION_ERRORS:
+        return ""
+    return value if isinstance(value, str) else "" if value is None else json.dumps(value)
+
+
+def preset_samples(ruleset: RuleSet, source: str) -> tuple[list[Sample], list[Sample]]:
+    """The source's preset's samples (or those of the preset named like its verify scheme), then the rest."""
+    src = ruleset.sources.get(source)
+    own = src.preset if src is not None else None
+    if own is None and src is not None and src.verify is not None and src.verify.scheme in PRESETS:
+        own = src.verify.scheme  # `verify: {scheme: github}` without `preset: github`: the same provider
+    mine = list(PRESETS[own].samples) if own in PRESETS else []
+    others = [s for p in PRESETS.values() if p.name != own for s in p.samples]
+    return mine, others
+
+
+async def sample_choices(
+    sessions: async_sessionmaker[AsyncSession], ruleset: RuleSet, source: str
+) -> list[SampleChoice]:
+    out: list[SampleChoice] = []
+    if source:
+        for event in await load_events(sessions, source, RECENT):
+            kind = event_type(ruleset, source, event) or event["method"]
+            label = f"{_when(event['received_at'])} · {kind} · {event['id'][-8:]}"
+            out.append(SampleChoice(f"event:{event['id']}", label, "Recent events of this source"))
+    mine, others = preset_samples(ruleset, source)
+    out += [
+        SampleChoice(f"preset:{s.preset}:{s.name}", f"{s.preset}: {s.description}", "Provider sample") for s in mine
+    ]
+    out += [
+        SampleChoice(f"preset:{s.preset}:{s.name}", f"{s.preset}: {s.description}", "Other samples") for s in others
+    ]
+    out.append(SampleChoice("paste", "Paste JSON…", "Your own"))
+    return out
+
+
+def _sample_event(
+    source: str, body: Any, headers: Mapping[str, str] | None = None, query: Any = None
+) -> dict[str, Any]:
+    return event_dict(
+        id="sample",
+        source=source,
+        received_at=datetime.now(UTC),
+        path=f"/hooks/{source}",
+        headers=fold_headers((str(k), str(v)) for k, v in (headers or {}).items()),
+        query=query if isinstance(query, dict) else {},
+        body=body,
+    )
+
+
+def parse_pasted(text: str, source: str) -> tuple[dict[str, Any] | None, str]:
+    """A pasted body, or ``{"body": …, "headers": {…}, "query": {…}}``; an error names line and column."""
+    if not text.strip():
+        return _sample_event(source, {}), ""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+    except RecursionError:
+        return None, "not valid JSON: nested too deeply"
+    if isinstance(value, dict) and "body" in value and set(value) <= {"body", "headers", "query"}:
+        headers = value.get("headers") or {}
+        if not isinstance(headers, dict):
+            return None, "`headers` must be an object of header names to values"
+        return _sample_event(source, value["body"], headers, value.get("query")), ""
+    return _sample_event(source, value), ""
+
+
+async def resolve_sample(
+    sessions: async_sessionmaker[AsyncSession], ruleset: RuleSet, source: str, key: str, pasted: str
+) -> tuple[str, dict[str, Any] | None, str]:
+    """(the sample's key, the event rules would see, an error): a stored event, a preset sample or pasted JSON.
+
+    With no key: the source's most recent event, else its preset's first sample, else an empty body.
+    """
+    if key.startswith("event:"):
+        async with sessions() as session:
+            row = await session.get(Event, key.removeprefix("event:"))
+        if row is not None and row.source == source:
+            return key, event_from_row(row), ""
+        key = ""
+    if key.startswith("preset:"):
+        _, preset, name = [*key.split(":", 2), "", ""][:3]
+        for sample in PRESETS[preset].samples if preset in PRESETS else ():
+            if sample.name == name:
+                return key, _sample_event(source, sample.body(), sample.headers), ""
+        key = ""
+    if key == "paste":
+        event, error = parse_pasted(pasted, source)
+        return key, event, error
+    if source:
+        async with sessions() as session:
+            row = await session.scalar(select(Event).where(Event.source == source).order_by(Event.id.desc()).limit(1))
+        if row is not None:
+            return f"event:{row.id}", event_from_row(row), ""
+    mine, _ = preset_samples(ruleset, source)
+    if mine:
+        return f"preset:{mine[0].preset}:{mine[0].name}", _sample_event(source, mine[0].body(), mine[0].headers), ""
+    return "paste", _sample_event(source, {}), ""
+
+
+# -- the field tree and the variables --------------------------------------------------------------------
+
+
+def jinja_path(parts: Sequence[str | int]) -> str:
+    """A template expression for a field: ``body.repository.name``, ``headers["x-github-event"]``."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier() and part.isascii() and part not in _DICT_NAMES and out:
+            out += f".{part}"
+        elif not out:
+            out = part
+        else:
+            out += f"[{json.dumps(part, ensure_ascii=False)}]"
+    return out
+
+
+@dataclass
+class Node:
+    label: str
+    path: str  # JMESPath, for conditions
+    var: str  # Jinja expression, for templates
+    kind: str  # object | array | value
+    value: str = ""
+    children: list[Node] = field(default_factory=list)
+
+
+def field_tree(event: Mapping[str, Any]) -> tuple[list[Node], bool]:
+    """The sample's body, headers and query as a tree of pickable fields; True when cut at MAX_NODES."""
+    budget = [MAX_NODES]
+
+    def build(label: str, parts: list[str | int], value: Any) -> Node:
+        budget[0] -= 1
+        node = Node(label, path_from_parts(parts), jinja_path(parts), "value")
+        if isinstance(value, dict):
+            node.kind = "object"
+            for k, v in value.items():
+                if budget[0] <= 0:
+                    break
+                node.children.append(build(str(k), [*parts, str(k)], v))
+        elif isinstance(value, list):
+            node.kind = "array"
+            for i, v in enumerate(value):
+                if budget[0] <= 0:
+                    break
+                node.children.append(build(f"[{i}]", [*parts, i], v))
+        else:
+            node.value = json.dumps(value, ensure_ascii=False)[:200]
+        return node
+
+    roots = [build(name, [name], event.get(name)) for name in ("body", "headers", "query")]
+    return roots, budget[0] <= 0
+
+
+def _leaves(parts: list[str | int], value: Any, found: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(expression, ``{{ expression }}``) for each leaf below ``parts``; a list offers its first item."""
+    if len(found) >= MAX_VARIABLES:
+        return found
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _leaves([*parts, str(k)], v, found)
+    elif isinstance(value, list) and value and len(parts) < 12:
+        _leaves([*parts, 0], value[0], found)
+    elif len(parts) > 1:
+        var = jinja_path(parts)
+        found.append((var, "{{ " + var + " }}"))
+    return found
+
+
+def variables(
+    event: Mapping[str, Any], earlier: Sequence[str], secret_names: Sequence[str]
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """What a template may insert, grouped: sample fields, the event, earlier steps' output, secret names."""
+    groups: list[tuple[str, list[tuple[str, str]]]] = []
+    for root in ("body", "headers", "query"):
+        found = _leaves([root], event.get(root), [])
+        if found:
+            groups.append((root.capitalize(), found))
+    meta = [("event.id", "{{ event.id }}"), ("event.received_at", "{{ event.received_at }}"), ("now", "{{ now }}")]
+    groups.append(("Event", meta))
+    steps = []
+    for step_id in earlier:
+        ref = jinja_path(["steps", step_id])
+        for part in ("status", "body", "headers"):
+            steps.append((f"{ref}.{part}", "{{ " + f"{ref}.{part}" + " }}"))
+    if steps:
+        groups.append(("Earlier steps' output", steps))
+    if secret_names:
+        names = [(f"secrets.{n}", "{{ " + jinja_path(["secrets", n]) + " }}") for n in secret_names]
+        groups.append(("Secrets (names only)", names))
+    return groups
+
+
+# -- conditions -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConditionResult:
+    expression: str | None
+    error: str = ""
+    sample: bool | None = None
+    sample_error: str = ""
+    matched: int = 0
+    total: int = 0
+
+
+async def condition_result(
+    sessions: async_sessionmaker[AsyncSession],
+    ruleset: RuleSet,
+    source: str,
+    expression: str | None,
+    event: Mapping[str, Any] | None,
+    error: str = "",
+) -> ConditionResult:
+    """The filter text, whether the sample matches it and how many of the source's last 100 events do."""
+    result = ConditionResult(expression, error)
+    if error:
+        return result
+    compiled = None
+    if expression is not None:
+        try:
+            compiled = compile_expression(expression, "filter")
+        except Exception as exc:  # jmespath raises several unrelated exception types
+            result.error = syntax_error_message(exc)
+            return result
+
+    def test(ev: Mapping[str, Any]) -> bool:
+        return compiled is None or compiled.test(build_context(ev, ruleset.secrets))
+
+    if event is not None:
+        try:
+            result.sample = test(event)
+        except EVALUATION_ERRORS as exc:
+            result.sample, result.sample_error = False, str(exc)
+    events = await load_events(sessions, source, LAST) if source else []
+    result.total = len(events)
+    for ev in events:
+        try:
+            result.matched += test(ev)
+        except EVALUATION_ERRORS:
+            continue
+    return result
+
+
+# -- steps -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StepPreview:
+    values: dict[str, str] = field(default_factory=dict)  # setting → rendered value as shown
+    errors: dict[str, str] = field(default_factory=dict)  # setting → error
+    note: str = ""
+    error: str = ""  # about the step as a whole
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
+def step_previews(
+    steps: Sequence[Mapping[str, Any]], ruleset: RuleSet, event: Mapping[str, Any] | None
+) -> list[StepPreview]:
+    """Each step checked as the loader does and rendered against the sample as the worker does.
+
+    Settings are compiled one by one, so one bad template does not hide the others' previews; a setting
+    that reads an earlier step's output is not rendered (that output exists once the step has run).
+    """
+    loader = _Loader(os.environ, allow_missing_secrets=True)
+    locator = Locator("builder")
+    out: list[StepPreview] = []
+    earlier: list[str] = []
+    ctx = build_context(event, ruleset.secrets) if event is not None else None
+    for i, raw in enumerate(steps):
+        preview = StepPreview()
+        out.append(preview)
+        try:
+            step = Step.model_validate(raw)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = [str(p) for p in err["loc"]]
+                target = loc[1] if loc[:1] == ["with"] and len(loc) > 1 else ""
+                message = _pydantic_message(err)
+                if target:
+                    preview.errors[target] = message
+                else:
+                    preview.error = "; ".join(x for x in (preview.error, f"{'.'.join(loc)}: {message}") if x)
+            continue
+        before = len(loader.errors)
+        compiled = loader.compile_step(step, locator, ("steps", i), list(earlier), ruleset.sources)
+        earlier.append(step.id)
+        for problem in loader.errors[before:]:
+            parts = problem.path.split(".")
+            target = parts[2].split("[", 1)[0] if len(parts) > 2 and parts[1] == "with" else ""
+            if target:
+                preview.errors.setdefault(target, problem.message)
+            else:
+                preview.error = "; ".join(x for x in (preview.error, problem.message) if x)
+        if ctx is not None and compiled.action in ACTIONS:
+            _render(preview, step.with_, compiled, ctx, ruleset)
+    return out
+
+
+def _render(
+    preview: StepPreview, settings: Mapping[str, Any], step: CompiledStep, ctx: Mapping[str, Any], ruleset: RuleSet
+) -> None:
+    trees: dict[str, Any] = {}
+    for name, value in settings.items():
+        try:
+            trees[name] = compile_tree(value, lambda _path: "builder")
+        except TemplateSyntaxError as exc:
+            preview.errors.setdefault(name, f"invalid template: {exc.message} (template line {exc.lineno})")
+    reads = sorted({ref for tree in trees.values() for ref in tree_refs(tree)})
+    if reads:
+        names = ", ".join(f"steps.{r}" for r in reads)
+        preview.note = f"reads {names}: shown once that step has run (Send test shows it for real)"
+    try:
+        if step.when is not None and "steps" not in step.when.source and not step.when.test(ctx):
+            preview.note = "skipped for this sample: its `only when` condition is false"
+    except EVALUATION_ERRORS as exc:
+        preview.error = f"only when: {exc}"
+    rendered: dict[str, Any] = {}
+    for name, tree in trees.items():
+        if name in preview.errors or tree_refs(tree):
+            continue
+        try:
+            rendered[name] = render_tree(tree, ctx, f"with.{name}")
+        except TemplateRenderError as exc:
+            preview.errors[name] = exc.message
+            continue
+        preview.values[name] = _shown(redact(rendered[name], ruleset.secrets))
+    if preview.errors or reads:
+        return
+    known = {s.name for s in settings_of(step.action)}
+    try:
+        ACTIONS[step.action].Config.model_validate(rendered)
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else ""
+            message = "after rendering: " + str(redact(_pydantic_message(err), ruleset.secrets))
+            if name in known:
+                preview.errors[name] = message
+            else:
+                preview.error = "; ".join(x for x in (preview.error, message) if x)

@@ -1,0 +1,312 @@
+"""The builder's step forms, made from each action's settings model (its JSON Schema), not by hand.
+
+Each setting becomes one field whose widget follows its schema type: a text input (or a text area for
+message bodies), a select for an enum, a number, a list (comma-separated, or a ``[...]`` list), a
+``Name: value`` per line mapping (headers, query) or a JSON/YAML box for free-form data. Required
+settings are marked, descriptions are the hints, and every text field is a template (variable picker
+and live preview). Parsing turns each field's text back into the value the rule's ``with`` holds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from router.actions import ACTIONS
+from router.ui.builder_form import text
+
+# Step kinds offered by "Add step": (kind, action, label, preset settings, default step id).
+KINDS: dict[str, tuple[str, str, dict[str, Any], str]] = {
+    "slack": ("slack", "Slack message", {}, "notify"),
+    "email": ("email", "Email", {}, "email"),
+    "webhook": ("http", "Webhook (HTTP request)", {"method": "POST"}, "webhook"),
+    "api": ("http", "API call (its response feeds later steps)", {"method": "GET"}, "call"),
+    "emit": ("emit", "Emit an event into another source", {}, "emit"),
+}
+LONG_TEXT = frozenset({"text", "html", "body"})  # message bodies: a text area rather than one line
+FEATURED = frozenset({"url", "text", "method", "json", "to", "subject", "source", "body"})
+_INT = re.compile(r"^-?\d+$")
+_STEP = re.compile(r"^step-(\d+)-(id|action|kind|when|extra)$")
+_STEP_FIELD = re.compile(r"^step-(\d+)-f-(.+)$")
+
+
+@dataclass
+class FieldView:
+    name: str
+    label: str
+    widget: str  # text | longtext | enum | number | list | map | json
+    required: bool
+    hint: str
+    options: list[str]
+    raw: str = ""
+    error: str = ""
+    featured: bool = False
+    item_type: str = "string"
+
+    @property
+    def template(self) -> bool:
+        return self.widget in ("text", "longtext", "list", "map", "json")
+
+
+@dataclass
+class StepView:
+    id: str
+    action: str
+    kind: str
+    when: str = ""
+    extra: str = ""  # the step's retry/limits as JSON: kept as they were, not edited here
+    fields: list[FieldView] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return KINDS[self.kind][1] if self.kind in KINDS else self.action
+
+
+@dataclass(frozen=True)
+class _Setting:
+    name: str
+    widget: str
+    required: bool
+    hint: str
+    options: tuple[str, ...]
+    default: Any
+    item_type: str
+
+
+def _types(prop: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    options = prop.get("anyOf") or [prop]
+    return [o for o in options if o.get("type") != "null"]
+
+
+@cache
+def settings_of(action: str) -> tuple[_Setting, ...]:
+    """The action's settings, in its model's order, with the widget each gets."""
+    schema = ACTIONS[action].Config.model_json_schema(by_alias=True)
+    required = set(schema.get("required", ()))
+    out = []
+    for name, prop in schema.get("properties", {}).items():
+        kinds = _types(prop)
+        kind = kinds[0] if len(kinds) == 1 else {}
+        item_type = "string"
+        if "enum" in prop:
+            widget = "enum"
+        elif kind.get("type") == "string":
+            widget = "longtext" if name in LONG_TEXT else "text"
+        elif kind.get("type") in ("number", "integer"):
+            widget = "number"
+        elif kind.get("type") == "array" and kind.get("items", {}).get("type") in ("string", "integer"):
+            widget, item_type = "list", kind["items"]["type"]
+        elif kind.get("type") == "object" and isinstance(kind.get("additionalProperties"), dict | bool):
+            widget = "map"
+        else:
+            widget = "json"
+        default = prop.get("default")
+        options = tuple(str(v) for v in prop.get("enum", ()))
+        out.append(_Setting(name, widget, name in required, prop.get("description", ""), options, default, item_type))
+    return tuple(out)
+
+
+def field_views(action: str, values: Mapping[str, Any], sources: list[str]) -> list[FieldView]:
+    views = []
+    for s in settings_of(action):
+        options = list(s.options)
+        widget = s.widget
+        if action == "emit" and s.name == "source":
+            widget, options = "enum", sources
+        hint = s.hint
+        if s.default not in (None, [], {}):
+            hint = f"{hint} Default: {s.default}." if hint else f"Default: {s.default}."
+        view = FieldView(
+            s.name,
+            s.name.replace("_", " "),
+            widget,
+            s.required,
+            hint,
+            options,
+            raw=show(widget, values.get(s.name)),
+            featured=s.required or s.name in FEATURED or s.name in values,
+            item_type=s.item_type,
+        )
+        views.append(view)
+    return views
+
+
+def show(widget: str, value: Any) -> str:
+    """A setting's value as its field shows it."""
+    if value is None:
+        return ""
+    if widget == "map" and isinstance(value, dict):
+        return "\n".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in value.items())
+    if widget == "list" and isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str):
+        return value
+    if widget in ("number", "enum") and isinstance(value, int | float | bool):
+        return json.dumps(value)
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _yaml_value(raw: str) -> Any:
+    yaml = YAML(typ="safe", pure=True)
+    return yaml.load(raw)
+
+
+def parse_field(view: FieldView) -> Any:
+    """The value a field's text means (``None``: leave the setting out); sets ``view.error`` if it is wrong."""
+    raw = view.raw
+    if not raw.strip():
+        return None
+    try:
+        if view.widget in ("text", "longtext", "enum"):
+            return raw
+        if view.widget == "number":
+            stripped = raw.strip()
+            if _INT.match(stripped):
+                return int(stripped)
+            try:
+                return float(stripped)
+            except ValueError:
+                return raw  # a template: checked when it renders
+        if view.widget == "list":
+            stripped = raw.strip()
+            if stripped.startswith("["):
+                value = _yaml_value(stripped)
+                if not isinstance(value, list):
+                    raise ValueError("write a list as [a, b] or as items separated by commas")
+                return value
+            if view.item_type == "integer":
+                parts = [p.strip() for p in stripped.split(",") if p.strip()]
+                if all(_INT.match(p) for p in parts):
+                    return [int(p) for p in parts]
+            return raw
+        if view.widget == "map":
+            out: dict[str, str] = {}
+            for number, line in enumerate(raw.split("\n"), 1):
+                if not line.strip():
+                    continue
+                name, sep, value = line.partition(":")
+                if not sep or not name.strip():
+                    raise ValueError(f"line {number}: write one `Name: value` per line")
+                out[name.strip()] = value.strip()
+            return out
+        return _yaml_value(raw)
+    except (YAMLError, ValueError) as exc:
+        message = str(exc).split("\n", 1)[0]
+        view.error = message if view.widget != "json" else f"not valid JSON or YAML: {message}"
+        return None
+
+
+def kind_of(action: str, settings: Mapping[str, Any]) -> str:
+    if action == "http":
+        method = str(settings.get("method", "POST")).upper()
+        return "api" if method in ("GET", "HEAD") else "webhook"
+    return action
+
+
+def step_from_spec(spec: Mapping[str, Any], sources: list[str]) -> StepView:
+    action = str(spec.get("action", ""))
+    settings = spec.get("with")
+    settings = settings if isinstance(settings, dict) else {}
+    extra = {k: spec[k] for k in ("retry", "limits") if k in spec}
+    known = {s.name for s in settings_of(action)} if action in ACTIONS else set()
+    view = StepView(
+        id=str(spec.get("id", "")),
+        action=action,
+        kind=kind_of(action, settings),
+        when=str(spec.get("when") or ""),
+        extra=json.dumps(extra) if extra else "",
+        fields=field_views(action, settings, sources) if action in ACTIONS else [],
+    )
+    if action not in ACTIONS:
+        view.errors.append(f"unknown action {action!r}: use one of {', '.join(sorted(ACTIONS))}; the step is dropped")
+    unknown = sorted(set(settings) - known)
+    if unknown and action in ACTIONS:
+        view.errors.append(f"unknown setting(s) {', '.join(unknown)} for action {action}: they are dropped")
+    return view
+
+
+def new_step(kind: str, taken: set[str], sources: list[str]) -> StepView:
+    action, _label, preset, base = KINDS.get(kind, KINDS["webhook"])
+    step_id, n = base, 2
+    while step_id in taken:
+        step_id, n = f"{base}-{n}", n + 1
+    return StepView(step_id, action, kind if kind in KINDS else "webhook", fields=field_views(action, preset, sources))
+
+
+def steps_from_form(form: Mapping[str, Any], sources: list[str]) -> list[StepView]:
+    found: dict[int, dict[str, str]] = {}
+    settings: dict[int, dict[str, str]] = {}
+    for name in form:
+        if m := _STEP.match(name):
+            found.setdefault(int(m.group(1)), {})[m.group(2)] = text(form, name)
+        elif m := _STEP_FIELD.match(name):
+            settings.setdefault(int(m.group(1)), {})[m.group(2)] = text(form, name)
+    steps = []
+    for n in sorted(found)[:50]:
+        parts = found[n]
+        action = parts.get("action", "")
+        if action not in ACTIONS:
+            continue
+        views = field_views(action, {}, sources)
+        for view in views:
+            view.raw = settings.get(n, {}).get(view.name, "")
+            view.featured = view.featured or bool(view.raw)
+        kind = parts.get("kind", "")
+        steps.append(
+            StepView(
+                id=parts.get("id", "").strip(),
+                action=action,
+                kind=kind if kind in KINDS else kind_of(action, {}),
+                when=parts.get("when", ""),
+                extra=parts.get("extra", ""),
+                fields=views,
+            )
+        )
+    return steps
+
+
+def apply_step_action(steps: list[StepView], action: str, new_kind: str, sources: list[str]) -> None:
+    """``add`` (a step of ``new_kind``), ``remove:<n>``, ``up:<n>`` or ``down:<n>``."""
+    verb, _, raw = action.partition(":")
+    if verb == "add":
+        if len(steps) < 50:
+            steps.append(new_step(new_kind, {s.id for s in steps}, sources))
+        return
+    if not raw.isdigit() or not 0 <= int(raw) < len(steps):
+        return
+    n = int(raw)
+    if verb == "remove":
+        del steps[n]
+    elif verb == "up" and n > 0:
+        steps[n - 1], steps[n] = steps[n], steps[n - 1]
+    elif verb == "down" and n < len(steps) - 1:
+        steps[n + 1], steps[n] = steps[n], steps[n + 1]
+
+
+def step_spec(view: StepView) -> dict[str, Any]:
+    """The step as a rule holds it; field errors are left on the views."""
+    spec: dict[str, Any] = {"id": view.id, "action": view.action}
+    if view.when.strip():
+        spec["when"] = view.when.strip()
+    settings: dict[str, Any] = {}
+    for f in view.fields:
+        value = parse_field(f)
+        if value is not None:
+            settings[f.name] = value
+    spec["with"] = settings
+    if view.extra.strip():
+        try:
+            extra = json.loads(view.extra)
+        except ValueError:
+            extra = {}
+        if isinstance(extra, dict):
+            spec.update({k: v for k, v in extra.items() if k in ("retry", "limits")})
+    return spec

@@ -1,0 +1,185 @@
+"""``/dead-letters``: failed and dead runs, and retrying many at once after a preview and a confirmation.
+
+Bulk retry is the two-step flow of ``router.replay``: the preview counts the runs and the steps that
+would be sent and gives a token for exactly that selection; the confirmation retries only if the
+selection still has the same runs. The selection is the ticked runs, or with none ticked every run
+the filter selects. The filter's time is fixed when the page is drawn, so preview and confirmation
+see the same selection.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from litestar import Request, get, post
+from litestar.datastructures import State
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, QueryParameter
+from litestar.response import Template
+
+from router.access import principal_of
+from router.delivery import FAILED
+from router.eventlog import as_utc
+from router.jobs import enqueuer
+from router.models import utcnow
+from router.replay import Filters, ReplayError, bulk_retry, dead_letters, preview
+from router.ruleset import RuleSet
+from router.ui.render import page
+
+Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+LIMIT = 100
+SINCE = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+MAX_TICKED = 1000
+
+
+class Selection:
+    """The filter (and ticked runs) as given, checked; ``error`` names the field and the fix."""
+
+    def __init__(self, rule: str, source: str, status: str, since_at: str, runs: list[str] | None = None) -> None:
+        self.rule, self.source, self.status = rule.strip()[:64], source.strip()[:64], status.strip()
+        self.since_at, self.runs, self.error = since_at.strip(), [r[:26] for r in (runs or [])][:MAX_TICKED], ""
+        if self.status and self.status not in FAILED:
+            self.error = f"status: {self.status!r} is not failed or dead; showing both"
+            self.status = ""
+        self.since: datetime | None = None
+        if self.since_at:
+            try:
+                self.since = as_utc(datetime.fromisoformat(self.since_at))
+            except ValueError:
+                self.error = f"since: {self.since_at!r} is not a date and time; reload the page"
+                self.since_at = ""
+
+    def filters(self, ticked: bool = True) -> Filters:
+        return Filters(
+            self.rule or None,
+            self.source or None,
+            self.since,
+            None,
+            (self.status,) if self.status else FAILED,
+            tuple(self.runs) if ticked else (),
+        )
+
+
+def _form(data: dict[str, Any]) -> tuple[Selection, bool, bool]:
+    runs = data.get("run", [])
+    runs = [runs] if isinstance(runs, str) else [str(r) for r in runs]
+    field = {name: str(data.get(name, "")) for name in ("rule", "source", "status", "since_at")}
+    selection = Selection(field["rule"], field["source"], field["status"], field["since_at"], runs)
+    return selection, data.get("from") == "start", str(data.get("resend", "")).lower() in ("on", "true", "1")
+
+
+async def _rows(state: State, selection: Selection) -> list[dict[str, Any]]:
+    rows = await dead_letters(state.engine, selection.filters(ticked=False), LIMIT)
+    for row in rows:
+        last = row["attempts"][-1] if row["attempts"] else None
+        row["last_error"] = row["error"] or (last["error"] if last else None)
+    return rows
+
+
+def _context(state: State, selection: Selection, since: str) -> dict[str, Any]:
+    rules: RuleSet = state.rules.current
+    return {
+        "sel": selection,
+        "since": since,
+        "since_choices": list(SINCE),
+        "rule_ids": sorted(set(rules.rules) | ({selection.rule} if selection.rule else set())),
+        "sources": sorted(set(rules.sources) | ({selection.source} if selection.source else set())),
+        "limit": LIMIT,
+    }
+
+
+@get("/dead-letters", include_in_schema=False)
+async def dead_letters_page(
+    request: Request[Any, Any, Any],
+    state: State,
+    rule: Annotated[str, QueryParameter()] = "",
+    source: Annotated[str, QueryParameter()] = "",
+    status: Annotated[str, QueryParameter()] = "",
+    since: Annotated[str, QueryParameter(description="1h, 24h, 7d or 30d.")] = "",
+) -> Template:
+    since_error = ""
+    if since and since not in SINCE:
+        since_error, since = f"since: {since!r} is not one of {', '.join(SINCE)}; showing all times", ""
+    since_at = (utcnow() - SINCE[since]).isoformat() if since else ""
+    selection = Selection(rule, source, status, since_at)
+    selection.error = selection.error or since_error
+    return page(
+        request,
+        "dead_letters.html",
+        rows=await _rows(state, selection),
+        bulk=None,
+        notice="",
+        notice_error=False,
+        **_context(state, selection, since),
+    )
+
+
+def _describe(selection: Selection) -> str:
+    if selection.runs:
+        return f"the {len(selection.runs)} ticked run(s)"
+    parts = [f"{name} {value}" for name, value in (("rule", selection.rule), ("source", selection.source)) if value]
+    if selection.since:
+        parts.append(f"since {selection.since:%Y-%m-%d %H:%M} UTC")
+    status = selection.status or "failed or dead"
+    return f"every {status} run" + (f" ({', '.join(parts)})" if parts else "")
+
+
+@post("/dead-letters/preview", include_in_schema=False, status_code=200)
+async def bulk_preview(request: Request[Any, Any, Any], state: State, data: Form) -> Template:
+    """Count what a bulk retry would do, and offer to confirm it."""
+    selection, start, resend = _form(data)
+    bulk: dict[str, Any] = {"start": start, "resend": resend, "what": _describe(selection), "error": selection.error}
+    if not selection.error:
+        bulk |= await preview(state.engine, selection.filters(), start=start)
+    return await _answer(request, state, selection, "events/_bulk_preview.html", bulk=bulk)
+
+
+@post("/dead-letters/retry", include_in_schema=False, status_code=200)
+async def bulk_confirm(request: Request[Any, Any, Any], state: State, data: Form) -> Template:
+    """Retry the previewed selection, if it is unchanged (the token matches)."""
+    selection, start, resend = _form(data)
+    token = str(data.get("confirm", ""))
+    if selection.error:
+        return await _answer(request, state, selection, notice=selection.error, notice_error=True)
+    try:
+        result = await bulk_retry(
+            state.engine,
+            enqueuer(state.redis),
+            state.rules.current,
+            selection.filters(),
+            token,
+            start=start,
+            resend=resend,
+            actor=principal_of(request).actor,
+        )
+    except ReplayError as exc:
+        return await _answer(request, state, selection, notice=f"Not retried: {exc}.", notice_error=True)
+    notice = f"Retried {result['retried']} run(s)" + (
+        f"; {len(result['errors'])} could not be: " + "; ".join(e["error"] for e in result["errors"][:5])
+        if result["errors"]
+        else "."
+    )
+    return await _answer(request, state, selection, notice=notice, notice_error=bool(result["errors"]))
+
+
+async def _answer(
+    request: Request[Any, Any, Any],
+    state: State,
+    selection: Selection,
+    template: str = "events/_bulk_result.html",
+    *,
+    bulk: dict[str, Any] | None = None,
+    notice: str = "",
+    notice_error: bool = False,
+) -> Template:
+    """htmx gets the fragment (and the list refreshed); a plain form post gets the whole page."""
+    context = _context(state, selection, "") | {"bulk": bulk, "notice": notice, "notice_error": notice_error}
+    shown = Selection(selection.rule, selection.source, selection.status, selection.since_at)
+    rows = await _rows(state, shown)
+    if request.headers.get("hx-request"):
+        return page(request, template, rows=rows, oob=template.endswith("_bulk_result.html"), **context)
+    return page(request, "dead_letters.html", rows=rows, **context)
+
+
+HANDLERS = [dead_letters_page, bulk_preview, bulk_confirm]

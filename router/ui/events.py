@@ -1,0 +1,317 @@
+"""``/events``: the event log, live; one event with its rules, runs, steps and attempts; replay and retry.
+
+The list polls ``/events/rows`` (htmx, every 2 s) for events newer than the newest shown and for the
+rows still in progress; an older page (a cursor) does not poll. An event's page polls its runs while
+any is not final. Replay and retry are htmx POSTs (editor, CSRF) through ``router.replay``, audited,
+answering with a notice and the refreshed runs; without JavaScript the same forms post and the page
+comes back with the notice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from litestar import Request, get, post
+from litestar.datastructures import State
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import NotFoundException
+from litestar.params import Body, PathParameter, QueryParameter
+from litestar.response import Template
+from sqlalchemy import select
+
+from router import eventlog
+from router.access import principal_of
+from router.delivery import FAILED, TERMINAL
+from router.errors import TemplateRenderError
+from router.eventlog import FINAL, STATUSES, EventFilter
+from router.explain import explain_stored
+from router.jobs import enqueuer
+from router.models import Event, Run, utcnow
+from router.replay import ReplayError, replay_event, retry_run
+from router.ruleset import CompiledSource, RuleSet
+from router.ui.render import page
+
+Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+PAGE = 50
+RAW_SHOWN = 64 * 1024
+SINCE = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
+MAX_WATCH = 100
+
+
+def _htmx(request: Request[Any, Any, Any]) -> bool:
+    return bool(request.headers.get("hx-request"))
+
+
+def summary(row: Any, source: CompiledSource | None) -> str:
+    """A line about an event for the list: its type (when the source defines one) and the start of its body."""
+    body = row.body
+    preview = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    preview = " ".join((preview or "").split())
+    preview = preview[:100] + ("…" if len(preview) > 100 else "")
+    kind = None
+    if source is not None and source.event_type is not None:
+        try:
+            kind = source.event_type.search({"body": body, "headers": row.headers or {}, "query": {}})
+        except TemplateRenderError:
+            kind = None
+    if kind is None or isinstance(kind, dict | list):
+        return preview
+    return f"{kind} · {preview}" if preview else str(kind)
+
+
+def _rows(events: list[Any], rules: RuleSet) -> list[dict[str, Any]]:
+    return [
+        eventlog.event_summary(e) | {"summary": summary(e, rules.sources.get(e.source)), "final": e.status in FINAL}
+        for e in events
+    ]
+
+
+class Filters:
+    """The list's filters as the user gave them, checked: ``error`` names the field and the fix."""
+
+    def __init__(self, source: str, status: str, q: str, since: str) -> None:
+        self.source, self.status, self.q, self.since = source.strip()[:64], status.strip(), q.strip()[:200], since
+        errors = []
+        if self.status and self.status not in STATUSES:
+            errors.append(f"status: {self.status!r} is not one of {', '.join(STATUSES)}; showing every status")
+            self.status = ""
+        if self.since and self.since not in SINCE:
+            errors.append(f"since: {self.since!r} is not one of {', '.join(SINCE)}; showing all times")
+            self.since = ""
+        self.error = ". ".join(errors)
+
+    def query(self) -> EventFilter:
+        since = utcnow() - SINCE[self.since] if self.since else None
+        return EventFilter(self.source or None, self.status or None, self.q or None, since)
+
+    def params(self) -> dict[str, str]:
+        given = {"source": self.source, "status": self.status, "q": self.q, "since": self.since}
+        return {k: v for k, v in given.items() if v}
+
+    def link(self, **extra: str) -> str:
+        """The query string of these filters and ``extra`` (empty values left out)."""
+        return urlencode(self.params() | {k: v for k, v in extra.items() if v})
+
+
+SourceQ = Annotated[str, QueryParameter(description="Only this source.")]
+StatusQ = Annotated[str, QueryParameter()]
+
+
+@get("/events", include_in_schema=False)
+async def events_page(
+    request: Request[Any, Any, Any],
+    state: State,
+    source: SourceQ = "",
+    status: StatusQ = "",
+    q: Annotated[str, QueryParameter()] = "",
+    since: Annotated[str, QueryParameter()] = "",
+    before: Annotated[str, QueryParameter()] = "",
+) -> Template:
+    f = Filters(source, status, q, since)
+    before = before.strip()[:26]
+    rules: RuleSet = state.rules.current
+    async with state.sessions() as session:
+        found = await eventlog.list_events(session, f.query(), limit=PAGE, before=before or None, content=True)
+    rows = _rows(found.events, rules)
+    return page(
+        request,
+        "events/list.html",
+        rows=rows,
+        filters=f,
+        sources=sorted(set(rules.sources) | ({f.source} if f.source else set())),
+        statuses=STATUSES,
+        since_choices=list(SINCE),
+        before=before,
+        older=found.next or "",
+        scanned=found.scanned,
+        live=not before,
+        newest=rows[0]["id"] if rows else "",
+        watch=",".join([r["id"] for r in rows if not r["final"]][:MAX_WATCH]),
+    )
+
+
+@get("/events/rows", include_in_schema=False)
+async def event_rows(
+    request: Request[Any, Any, Any],
+    state: State,
+    source: SourceQ = "",
+    status: StatusQ = "",
+    q: Annotated[str, QueryParameter()] = "",
+    since: Annotated[str, QueryParameter()] = "",
+    after: Annotated[str, QueryParameter(description="Only events newer than this id.")] = "",
+    watch: Annotated[str, QueryParameter(description="Ids of shown rows still in progress.")] = "",
+) -> Template:
+    """Live rows: events newer than ``after`` (for the top of the table) and the ``watch``ed rows again."""
+    f = Filters(source, status, q, since)
+    rules: RuleSet = state.rules.current
+    watched = [i for i in watch.split(",") if i][:MAX_WATCH]
+    async with state.sessions() as session:
+        found = await eventlog.list_events(
+            session, f.query(), limit=PAGE, after=after.strip()[:26] or None, content=True
+        )
+        again = await eventlog.events_by_id(session, watched, content=True) if watched else []
+    new = _rows(found.events, rules)
+    fresh_ids = {r["id"] for r in new}
+    updated = [r for r in _rows(again, rules) if r["id"] not in fresh_ids]
+    still = [r["id"] for r in [*new, *updated] if not r["final"]][:MAX_WATCH]
+    return page(
+        request,
+        "events/_rows.html",
+        rows=new,
+        updated=updated,
+        filters=f,
+        newest=new[0]["id"] if new else after,
+        watch=",".join(still),
+    )
+
+
+def _body_views(event: Event) -> dict[str, Any]:
+    raw = event.raw_body or b""
+    text = raw[:RAW_SHOWN].decode("utf-8", errors="replace")
+    return {
+        "is_json": isinstance(event.body, dict | list | int | float | bool) and event.body is not None,
+        "raw_text": text,
+        "raw_cut": len(raw) > RAW_SHOWN,
+        "raw_size": len(raw),
+    }
+
+
+def _poll(detail: Mapping[str, Any]) -> str:
+    """How often the runs section refreshes: '' when everything is final, slower while runs only wait."""
+    waiting = {r["status"] for r in detail["runs"]} - set(TERMINAL)
+    if detail["status"] in ("received",) or waiting & {"pending", "running"}:
+        return "1s"
+    return "5s" if waiting or detail["status"] not in FINAL else ""
+
+
+async def _detail(state: State, event_id: str) -> dict[str, Any]:
+    rules: RuleSet = state.rules.current
+    async with state.sessions() as session:
+        event = await eventlog.load_event(session, event_id)
+    if event is None:
+        raise NotFoundException(f"no event {event_id!r}; it may have been deleted, or the link is wrong")
+    detail = eventlog.event_detail(event, rules.sources.get(event.source), rules.secrets)
+    matched = {r["rule_id"] for r in detail["runs"]}
+    source = rules.sources.get(event.source)
+    return {
+        "event": detail,
+        "body": _body_views(event),
+        "source_known": source is not None,
+        "rules": [
+            {"id": rule.id, "description": rule.description, "matched": rule.id in matched, "enabled": rule.enabled}
+            for rule in rules.by_source.get(event.source, ())
+        ],
+        "failed_statuses": FAILED,
+        "live": bool(_poll(detail)),
+        "poll": _poll(detail),
+    }
+
+
+@get("/events/{event_id:str}", include_in_schema=False)
+async def event_page(
+    request: Request[Any, Any, Any], state: State, event_id: Annotated[str, PathParameter()]
+) -> Template:
+    return page(request, "events/detail.html", notice="", notice_error=False, **await _detail(state, event_id))
+
+
+@get("/events/{event_id:str}/runs", include_in_schema=False)
+async def event_runs(
+    request: Request[Any, Any, Any], state: State, event_id: Annotated[str, PathParameter()]
+) -> Template:
+    """The runs section again (polled while a run is not final)."""
+    return page(request, "events/_runs.html", oob=False, fragment=True, **await _detail(state, event_id))
+
+
+@get("/events/{event_id:str}/explain", include_in_schema=False)
+async def event_explain(
+    request: Request[Any, Any, Any],
+    state: State,
+    event_id: Annotated[str, PathParameter()],
+    rule: Annotated[str, QueryParameter(description="A loaded rule's id.")],
+) -> Template:
+    """Why one rule matched the event or not, operand by operand (loaded when its section is opened)."""
+    rules: RuleSet = state.rules.current
+    compiled = rules.rules.get(rule)
+    if compiled is None:
+        raise NotFoundException(f"rule {rule!r} is not loaded now; reload the page to see the rules in force")
+    result = await explain_stored(state.sessions, compiled, event_id, rules.secrets)
+    if result is None:
+        raise NotFoundException(f"no event {event_id!r}")
+    return page(request, "events/_explain.html", x=result)
+
+
+async def _after_action(
+    request: Request[Any, Any, Any], state: State, event_id: str, notice: str, error: bool
+) -> Template:
+    context = await _detail(state, event_id)
+    if _htmx(request):
+        return page(
+            request, "events/_action_result.html", notice=notice, notice_error=error, oob=True, fragment=True, **context
+        )
+    return page(request, "events/detail.html", notice=notice, notice_error=error, **context)
+
+
+def _checked(data: Mapping[str, Any], name: str) -> bool:
+    return str(data.get(name, "")).lower() in ("on", "true", "1", "yes")
+
+
+@post("/events/{event_id:str}/replay", include_in_schema=False, status_code=200)
+async def replay_button(
+    request: Request[Any, Any, Any], state: State, event_id: Annotated[str, PathParameter()], data: Form
+) -> Template:
+    resend = _checked(data, "resend")
+    try:
+        result = await replay_event(
+            state.engine,
+            enqueuer(state.redis),
+            state.rules.current,
+            event_id,
+            resend=resend,
+            actor=principal_of(request).actor,
+        )
+    except ReplayError as exc:
+        return await _after_action(request, state, event_id, f"Cannot replay: {exc}", True)
+    runs = result["runs"]
+    if not runs:
+        notice = "Replayed: no rule in force matches this event now, so nothing was sent."
+    else:
+        names = ", ".join(r["rule_id"] for r in runs)
+        notice = f"Replayed: {len(runs)} new run(s) ({names})."
+        if result["skipped_sends"]:
+            notice += f" {result['skipped_sends']} step(s) already sent were skipped (tick “send again” to resend)."
+    return await _after_action(request, state, event_id, notice, False)
+
+
+@post("/runs/{run_id:str}/retry", include_in_schema=False, status_code=200)
+async def retry_button(
+    request: Request[Any, Any, Any], state: State, run_id: Annotated[str, PathParameter()], data: Form
+) -> Template:
+    start = data.get("from") == "start"
+    async with state.sessions() as session:
+        event_id = await session.scalar(select(Run.event_id).where(Run.id == run_id))
+    if event_id is None:
+        raise NotFoundException(f"no run {run_id!r}")
+    try:
+        result = await retry_run(
+            state.engine,
+            enqueuer(state.redis),
+            state.rules.current,
+            run_id,
+            start=start,
+            resend=_checked(data, "resend"),
+            actor=principal_of(request).actor,
+        )
+    except ReplayError as exc:
+        return await _after_action(request, state, event_id, f"Cannot retry: {exc}", True)
+    if start:
+        notice = f"Run {run_id} started over as run {result['run_id']}."
+    else:
+        notice = f"Run {run_id} is retried from its failed step."
+    return await _after_action(request, state, event_id, notice, False)
+
+
+HANDLERS = [events_page, event_rows, event_page, event_runs, event_explain, replay_button, retry_button]

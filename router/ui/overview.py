@@ -1,0 +1,152 @@
+"""``/``: the overview. Sources and their webhook URLs, activity charts, and failing destinations.
+
+Charts are server-rendered SVG (router/charts.py) over figures counted in the database
+(router/stats.py). A paused destination can be resumed from here (editor, CSRF, audited).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from litestar import Request, get, post
+from litestar.datastructures import State
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, QueryParameter
+from litestar.response import Redirect, Response, Template
+
+from router import destinations, stats
+from router.access import principal_of
+from router.charts import bar_chart, line_chart
+from router.jobs import enqueuer
+from router.models import utcnow
+from router.ruleset import RuleSet
+from router.ui.render import page
+
+Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+DEFAULT_RANGE = "24h"
+
+
+def _range(name: str) -> tuple[str, str]:
+    """The range asked for, or the default and a message naming the choices."""
+    if name in stats.RANGES:
+        return name, ""
+    return DEFAULT_RANGE, f"range: {name!r} is not one of {', '.join(stats.RANGES)}; showing {DEFAULT_RANGE}"
+
+
+async def failing(state: State, since: datetime) -> list[dict[str, Any]]:
+    """Paused destinations and tripped breakers (router.destinations) with the ones whose attempts failed."""
+    merged: dict[str, dict[str, Any]] = {}
+    for d in await destinations.overview(state.engine, state.redis):
+        breaker = d.get("breaker") or {}
+        tripped = breaker.get("state") in ("open", "half_open")
+        if d["paused"] or tripped:
+            merged[d["destination"]] = {
+                "destination": d["destination"],
+                "paused": d["paused"],
+                "reason": d["reason"] if d["paused"] else "",
+                "breaker": breaker.get("state", "") if tripped else "",
+                "failures": 0,
+                "last_error": None,
+                "last_at": None,
+            }
+    async with state.sessions() as session:
+        recent = await stats.failing_destinations(session, since)
+    for f in recent:
+        entry = merged.setdefault(
+            f.destination,
+            {"destination": f.destination, "paused": False, "reason": "", "breaker": "", "last_error": None},
+        )
+        entry.update(failures=f.failures, last_error=f.last_error, last_at=f.last_at)
+    return sorted(merged.values(), key=lambda d: (not d["paused"], -d["failures"], d["destination"]))
+
+
+def _per(bucket_minutes: int) -> str:
+    return "minute" if bucket_minutes == 1 else f"{bucket_minutes} minutes"
+
+
+@get("/", include_in_schema=False)
+async def overview_page(
+    request: Request[Any, Any, Any],
+    state: State,
+    span: Annotated[str, QueryParameter(name="range", description="1h, 6h or 24h.")] = DEFAULT_RANGE,
+) -> Template:
+    chosen, error = _range(span)
+    now = utcnow()
+    window = stats.Window.named(chosen, now)
+    rules: RuleSet = state.rules.current
+    async with state.sessions() as session:
+        activity = await stats.source_activity(session, rules.sources, now - timedelta(days=1))
+        events = await stats.events_per_bucket(session, window)
+        deliveries = await stats.deliveries_per_bucket(session, window)
+        latency = await stats.latency_per_bucket(session, window)
+    base = str(request.base_url).rstrip("/")
+    sources = [
+        {
+            "id": source.id,
+            "url": f"{base}/hooks/{quote(source.id, safe='')}",
+            "scheme": source.verify.scheme if source.verify is not None else "none",
+            "preset": source.preset or "",
+            "description": source.description,
+            "activity": activity[source.id],
+        }
+        for source in rules.sources.values()
+    ]
+    per = _per(window.bucket_minutes)
+    charts = {
+        "events": bar_chart(events, title=f"Events received per {per} (UTC)"),
+        "deliveries": line_chart(
+            {"succeeded": list(deliveries.succeeded), "failed": list(deliveries.failed)},
+            title=f"Delivery attempts per {per} (UTC)",
+        ),
+        "failures": bar_chart(deliveries.failed, title=f"Failed attempts per {per} (UTC)"),
+        "latency": line_chart(latency, title="Delivery latency, p50 and p95", unit="s"),
+    }
+    return page(
+        request,
+        "overview.html",
+        sources=sources,
+        charts=charts,
+        totals={
+            "events": sum(n for _, n in events),
+            "succeeded": sum(n for _, n in deliveries.succeeded),
+            "failed": sum(n for _, n in deliveries.failed),
+        },
+        ranges=list(stats.RANGES),
+        range=chosen,
+        range_error=error,
+        rule_errors=list(state.rules.errors),
+        failing=await failing(state, window.first),
+        notice="",
+        notice_error=False,
+    )
+
+
+@post("/destinations/resume", include_in_schema=False, status_code=200)
+async def resume_button(request: Request[Any, Any, Any], state: State, data: Form) -> Response[Any]:
+    """Resume a paused destination; htmx gets the failing-destinations section back, a plain form the page."""
+    key = str(data.get("destination", "")).strip()
+    chosen, _ = _range(str(data.get("range", DEFAULT_RANGE)))
+    if not key:
+        notice, error = "destination: missing; use the Resume button of a paused destination", True
+    else:
+        result = await destinations.resume(state.engine, enqueuer(state.redis), key, actor=principal_of(request).actor)
+        if result["resumed"]:
+            notice, error = f"Resumed {key}: {result['runs']} held run(s) sent on their way.", False
+        else:
+            notice, error = f"{key} is not paused (someone may have resumed it already).", True
+    if not request.headers.get("hx-request"):
+        return Redirect(f"/?range={chosen}", status_code=303)
+    since = stats.Window.named(chosen, utcnow()).first
+    return page(
+        request,
+        "events/_failing.html",
+        failing=await failing(state, since),
+        range=chosen,
+        notice=notice,
+        notice_error=error,
+    )
+
+
+HANDLERS = [overview_page, resume_button]

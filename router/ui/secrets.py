@@ -1,0 +1,100 @@
+"""``/settings/secrets``: secrets for rules, saved encrypted (admin).
+
+The value field is write-only: after saving, a value is never sent to a browser again, not even
+masked or as a length. Secrets the environment provides (``ROUTER_SECRET_<NAME>``) are listed by
+name only, read-only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, get, post
+from litestar.datastructures import State
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, PathParameter
+from litestar.response import Template
+
+from router import secretstore
+from router.access import principal_of
+from router.secretstore import SecretStoreError
+from router.ui.render import page
+
+Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+ADMIN = {"role": "admin"}
+
+
+async def _render(
+    request: Request[Any, Any, Any],
+    state: State,
+    *,
+    notice: str = "",
+    error: str = "",
+    error_for: str = "",
+    name: str = "",
+    status: int = 200,
+) -> Template:
+    async with state.sessions() as session:
+        rows = await secretstore.list_secrets(session)
+    env = secretstore.env_names()
+    key_problem = ""
+    try:
+        secretstore.keyring(state.settings.secret_key)
+    except SecretStoreError as exc:
+        key_problem = str(exc)
+    response = page(
+        request,
+        "settings/secrets.html",
+        status=status,
+        secrets=rows,
+        env_names=env,
+        key_problem=key_problem,
+        notice=notice,
+        shown_once="",
+        shown_once_label="",
+        error=error,
+        error_for=error_for,
+        name=name,
+    )
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+@get("/settings/secrets", include_in_schema=False, opt=ADMIN)
+async def secrets_page(request: Request[Any, Any, Any], state: State) -> Template:
+    return await _render(request, state)
+
+
+@post("/settings/secrets", include_in_schema=False, opt=ADMIN, status_code=200)
+async def save_secret(request: Request[Any, Any, Any], state: State, data: Form) -> Template:
+    principal = principal_of(request)
+    name = str(data.get("name", "")).strip()
+    value = str(data.get("value", ""))
+    async with state.sessions() as session:
+        try:
+            created = await secretstore.save(session, state.settings.secret_key, name, value, principal.actor)
+        except SecretStoreError as exc:
+            where = "replace:" + name if data.get("replace") else "create"
+            return await _render(request, state, error=str(exc), error_for=where, name=name, status=400)
+        await session.commit()
+    verb = "saved" if created else "replaced"
+    return await _render(
+        request, state, notice=f"Secret {name} {verb}. Rules read it as secrets.{name}; its value is not shown again."
+    )
+
+
+@post("/settings/secrets/{name:str}/delete", include_in_schema=False, opt=ADMIN, status_code=200)
+async def delete_secret(
+    request: Request[Any, Any, Any], state: State, name: Annotated[str, PathParameter()]
+) -> Template:
+    principal = principal_of(request)
+    async with state.sessions() as session:
+        try:
+            await secretstore.remove(session, name, principal.actor)
+        except SecretStoreError as exc:
+            return await _render(request, state, error=str(exc), status=404)
+        await session.commit()
+    return await _render(request, state, notice=f"Secret {name} deleted; rules no longer get secrets.{name}.")
+
+
+HANDLERS = [secrets_page, save_secret, delete_secret]
