@@ -169,10 +169,38 @@ def worker(burst: bool) -> None:
             w.run()
             return
         except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+            _wind_down(w)
             if burst:
                 raise click.ClickException(f"lost Redis at ROUTER_REDIS_URL: {exc}") from None
-            log.warning("redis_unavailable", error=str(exc), retry_in=1.0)
+            log.warning("redis_unavailable", error=str(exc), retry_in=1.0, action="restarting the worker in place")
             time.sleep(1.0)
+            # A job frozen inside a database transaction may still hold its connection (on SQLite, the write
+            # lock of every process): start afresh in this same process, which closes every file it had.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+def _wind_down(w: Any) -> None:
+    """Redis went away under a running worker: arq stops its loop with jobs frozen mid-await, some inside a
+    database transaction. Cancel them so they end, close the worker's database engine, drop the loop. The
+    reconciler re-enqueues their work from the ledger once Redis is back."""
+    import contextlib
+
+    loop = asyncio.get_event_loop()
+
+    async def wind() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(w.on_shutdown(w.ctx), 10)
+
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        loop.run_until_complete(wind())  # wind() is the one task not cancelled: it runs in this call
+    loop.close()
 
 
 @main.command()
