@@ -599,6 +599,7 @@ def test_github_push_to_slack_in_a_real_browser(tmp_path: Path, redis_url: str) 
         # send it for real, then save it
         page.get_by_test_id("send-test").click()
         page.get_by_test_id("test-event-link").wait_for(timeout=15_000)
+        page.evaluate("document.getElementById('match-heading').scrollIntoView()")
         screenshot(page, "rule-builder")
         page.get_by_test_id("save").click()
         assert "Rule push-to-slack saved" in page.get_by_test_id("notice").inner_text()
