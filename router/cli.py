@@ -162,23 +162,22 @@ def worker(burst: bool) -> None:
     configure(settings.log_level)
     _prepare_database(settings)
     log = structlog.get_logger("router.worker")
-    while True:  # Redis going away (restart, failover) is waited out, not fatal: the database keeps the work
-        asyncio.set_event_loop(asyncio.new_event_loop())
-        w = build_worker(settings, burst=burst)
-        try:
-            w.run()
-            return
-        except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
-            _wind_down(w)
-            if burst:
-                raise click.ClickException(f"lost Redis at ROUTER_REDIS_URL: {exc}") from None
-            log.warning("redis_unavailable", error=str(exc), retry_in=1.0, action="restarting the worker in place")
-            time.sleep(1.0)
-            # A job frozen inside a database transaction may still hold its connection (on SQLite, the write
-            # lock of every process): start afresh in this same process, which closes every file it had.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    # Redis going away (restart, failover) is waited out, not fatal: the database keeps the work.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    w = build_worker(settings, burst=burst)
+    try:
+        w.run()
+    except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+        _wind_down(w)
+        if burst:
+            raise click.ClickException(f"lost Redis at ROUTER_REDIS_URL: {exc}") from None
+        log.warning("redis_unavailable", error=str(exc), retry_in=1.0, action="restarting the worker in place")
+        time.sleep(1.0)
+        # A job frozen inside a database transaction may still hold its connection (on SQLite, the write
+        # lock of every process): start afresh in this same process, which closes every file it had.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 def _wind_down(w: Any) -> None:
