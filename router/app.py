@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
-from router import __version__, db, ui
+from router import __version__, db, queue, ui
 from router.access import authorize, security_headers
 from router.api import audit as audit_api
 from router.api import destinations, events, health, hooks, runs, users
@@ -58,8 +58,7 @@ def create_app(
         redis = create_redis(settings.redis_url)
 
         async def enqueue(ids: list[str]) -> None:
-            for event_id in ids:
-                await redis.enqueue_job("process_event", event_id, _job_id=f"event:{event_id}")
+            await queue.events_stored(redis, ids)
 
         writer = EventWriter(engine, on_committed=enqueue)
         writer.start()
