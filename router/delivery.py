@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import structlog
 from sqlalchemy import bindparam, exists, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -25,6 +24,7 @@ from router.capture import insert_events
 from router.destinations import Destinations, Hold, destination_of
 from router.errors import ActionError, PermanentError
 from router.faults import crash_point
+from router.http import OutboundClient
 from router.ingest import Incoming, new_event_row
 from router.limits import Lease
 from router.models import Attempt, Event, Run, RunStep, utcnow
@@ -103,7 +103,7 @@ class Deliverer:
 
     settings: Settings
     engine: AsyncEngine
-    http: httpx.AsyncClient
+    http: OutboundClient
     enqueue: Any = None  # async (function, *args, job_id=) -> None
     destinations: Destinations = field(init=False)
 

@@ -1,11 +1,11 @@
 """The egress guard: every outgoing TCP connection is checked on the address it actually dials.
 
-``GuardedTransport`` is an ``httpx.AsyncHTTPTransport`` whose connection pool uses ``GuardedBackend``:
-when a new connection is opened, the backend resolves the host itself, checks **every** resolved
-address against the policy, and connects to a validated IP (TLS still uses the URL's host name for
-SNI and certificate checks, and the ``Host`` header is unchanged). Because the check runs where the
-socket is opened, it covers DNS rebinding (the address checked is the address dialled), every
-redirect hop if redirects are ever followed, and URLs built at run time from earlier responses.
+``GuardedConnector`` is the aiohttp connector of the one outgoing client (router/http.py): when a new
+connection is opened, it resolves the host itself, checks **every** resolved address against the
+policy, and connects to a validated IP (TLS still uses the URL's host name for SNI and certificate
+checks, and the ``Host`` header is unchanged). Because the check runs where the socket is opened, it
+covers DNS rebinding (the address checked is the address dialled), every redirect hop if redirects
+are ever followed, and URLs built at run time from earlier responses.
 
 Blocked by default: loopback, private (RFC 1918), link-local, CGNAT 100.64/10, unique-local
 fc00::/7, multicast, unspecified, reserved/documentation ranges and cloud metadata addresses, also
@@ -17,7 +17,9 @@ address inside an allowed CIDR passes; a listed host name passes to whatever it 
 
 httpx-secure and ssrfguard were considered; this module is kept instead because the allow-list
 rules above (CIDR for literals, names for resolved hosts), its messages and an injectable resolver
-for tests are specific to the router, and it is ~200 lines over public httpx/httpcore APIs.
+for tests are specific to the router. It hooks aiohttp's ``TCPConnector._resolve_host``, the one
+place every new connection gets its addresses from (IP literals included); tests/test_security_egress.py
+proves on real sockets that nothing blocked is ever dialled, so an aiohttp change there fails loudly.
 """
 
 from __future__ import annotations
@@ -26,11 +28,10 @@ import asyncio
 import ipaddress
 import socket
 import typing
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import httpcore
-import httpx
+import aiohttp
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -200,27 +201,23 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return seen
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend with the check in ``connect_tcp``: resolve, validate all, dial an IP."""
+class Guard:
+    """Turns a host from a URL into the addresses that may be dialled, or refuses it."""
 
     def __init__(self, policy: EgressPolicy, resolver: Resolver | None = None) -> None:
         self.policy = policy
         self.resolver = resolver or system_resolver
-        self._inner = httpcore.AnyIOBackend()
 
-    async def addresses(self, host: str, port: int, timeout: float | None = None) -> list[IPAddress]:
+    async def addresses(self, host: str, port: int) -> list[IPAddress]:
         """The validated addresses to dial for ``host``; raises EgressBlocked if any is refused."""
         literal = parse_ip_literal(host)
         if literal is not None:
             self.policy.check(host, literal)
             return [literal]
         try:
-            async with asyncio.timeout(timeout):
-                answers = await self.resolver(host.rstrip(".") or host, port)  # "localhost." is "localhost"
+            answers = await self.resolver(host.rstrip(".") or host, port)  # "localhost." is "localhost"
         except (OSError, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from None
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {host!r} timed out") from None
+            raise OSError(f"cannot resolve {host!r}: {exc}") from None
         resolved: list[IPAddress] = []
         for answer in answers:
             try:
@@ -228,63 +225,37 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             except ValueError:
                 raise EgressBlocked(f"egress to {host} blocked: the resolver answered {answer!r}") from None
         if not resolved:
-            raise httpcore.ConnectError(f"cannot resolve {host!r}: no address")
+            raise OSError(f"cannot resolve {host!r}: no address")
         for ip in resolved:  # every answer must pass, so a mixed answer cannot smuggle a private one
             self.policy.check(host, ip)
         return resolved
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        last: Exception | None = None
-        for ip in await self.addresses(host, port, timeout):
-            try:
-                return await self._inner.connect_tcp(
-                    str(ip), port, timeout=timeout, local_address=local_address, socket_options=socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        assert last is not None
-        raise last
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise EgressBlocked("egress to a unix socket blocked")
+class GuardedConnector(aiohttp.TCPConnector):
+    """aiohttp's connector with the check where a new connection gets its addresses: the host of the URL is
+    resolved by the guard, every address is validated, and only validated IPs are dialled. TLS still uses
+    the URL's host name for SNI and certificates, and the ``Host`` header is unchanged.
 
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """``httpx.AsyncHTTPTransport`` over a connection pool that dials through ``GuardedBackend``.
-
-    No proxy and no environment settings: a proxy would dial on our behalf, past the check.
+    aiohttp's own DNS cache is bypassed (each new connection resolves afresh, so a rebinding answer is
+    seen), and no proxy is ever used (``trust_env`` stays off in the session).
     """
 
-    def __init__(
-        self,
-        policy: EgressPolicy,
-        *,
-        resolver: Resolver | None = None,
-        limits: httpx.Limits | None = None,
-        verify: typing.Any = True,
-    ) -> None:
-        limits = limits or httpx.Limits()
-        # Not super().__init__(): it would build a pool (and an SSL context) only to throw it away.
-        self.backend = GuardedBackend(policy, resolver)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=self.backend,
-        )
+    def __init__(self, guard: Guard, **kwargs: typing.Any) -> None:
+        super().__init__(use_dns_cache=False, **kwargs)
+        self.guard = guard
+
+    async def _resolve_host(
+        self, host: str, port: int, traces: typing.Any = None
+    ) -> list[typing.Any]:  # aiohttp's ResolveResult dicts
+        ips = await self.guard.addresses(host, port)
+        return [
+            {
+                "hostname": host,
+                "host": str(ip),
+                "port": port,
+                "family": socket.AF_INET if ip.version == 4 else socket.AF_INET6,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for ip in ips
+        ]

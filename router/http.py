@@ -3,21 +3,30 @@
 Every outgoing call (http, slack) goes through ``create_client`` and ``send``: redirects are not
 followed (a 3xx is a failure), and failures are classed as transient (connection errors,
 timeouts, 408, 429, 5xx) or permanent (any other status outside the success set). The client's
-transport is the egress guard (router/egress.py): each connection is checked on the address it
+connector is the egress guard (router/egress.py): each connection is checked on the address it
 dials, and a refused one is a permanent failure naming the address and how to allow it.
+
+The client is aiohttp: measured on this machine against the same loopback sink, httpx 0.28 spent
+1.8 ms of CPU per request at 16 concurrent requests and 4.2 ms at 64 (its connection pool's locking,
+encode/httpx#3215), aiohttp 0.13 to 0.15 ms — the difference between a worker that delivers a few hundred
+events a second and one that delivers thousands.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
 
 from router import __version__
-from router.egress import EgressBlocked, EgressPolicy, GuardedTransport, Resolver
+from router.egress import EgressBlocked, EgressPolicy, Guard, GuardedConnector, Resolver
 from router.errors import PermanentError, TransientError
 from router.results import StepResult
 from router.settings import Settings
@@ -26,27 +35,47 @@ USER_AGENT = f"event-router/{__version__}"
 SNIPPET_BYTES = 4096
 MAX_RESPONSE_BYTES = 5 * 1024 * 1024
 REDACT_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"})
+MAX_CONNECTIONS = 200
 
 
-def create_client(settings: Settings | None = None, *, resolver: Resolver | None = None) -> httpx.AsyncClient:
+class OutboundClient:
+    """The egress-guarded aiohttp session of a process, opened on first use (it must live on a running loop)."""
+
+    def __init__(self, policy: EgressPolicy, resolver: Resolver | None = None) -> None:
+        self.guard = Guard(policy, resolver)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = GuardedConnector(
+                self.guard, limit=MAX_CONNECTIONS, limit_per_host=0, enable_cleanup_closed=False
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"user-agent": USER_AGENT},
+                trust_env=False,  # no proxy from the environment: a proxy would dial past the guard
+                auto_decompress=True,
+                skip_auto_headers=(),
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+
+def create_client(settings: Settings | None = None, *, resolver: Resolver | None = None) -> OutboundClient:
     """The one outgoing client: no redirects, no proxies from the environment, every connection guarded.
 
     Without settings, only public addresses are reachable (an empty ``ROUTER_EGRESS_ALLOW``).
     ``resolver`` replaces the system resolver (tests use it to play DNS rebinding).
     """
-    policy = EgressPolicy.parse(settings.egress_allow if settings is not None else "")
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    return httpx.AsyncClient(
-        follow_redirects=False,
-        timeout=httpx.Timeout(15.0),
-        limits=limits,
-        headers={"user-agent": USER_AGENT},
-        transport=GuardedTransport(policy, resolver=resolver, limits=limits),
-        trust_env=False,
-    )
+    return OutboundClient(EgressPolicy.parse(settings.egress_allow if settings is not None else ""), resolver)
 
 
-def redact_headers(headers: dict[str, str]) -> dict[str, str]:
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: ("[redacted]" if k.lower() in REDACT_HEADERS else v) for k, v in headers.items()}
 
 
@@ -69,8 +98,6 @@ def retry_after_seconds(value: str | None) -> float | None:
     except ValueError:
         pass
     try:
-        from datetime import UTC, datetime
-
         return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
@@ -80,8 +107,38 @@ def is_success(status: int, success: list[int] | None = None) -> bool:
     return status in success if success else 200 <= status < 300
 
 
+def _query_value(value: Any) -> str:
+    """A query value as httpx wrote it: true/false, an empty string for null, numbers as text."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return ""
+    return str(value)
+
+
+def target_url(url: str, params: Mapping[str, Any] | None) -> URL:
+    """The URL with ``params`` merged in: a query already in the URL is kept, a same-named key wins."""
+    parsed = URL(url, encoded=False)
+    if parsed.scheme not in ("http", "https"):
+        raise PermanentError(f"unsupported URL scheme in {url!r}; use http or https")
+    if not parsed.host or "\\" in url.split("?", 1)[0]:
+        raise PermanentError(f"invalid URL {url!r}: no host name, or a backslash where a host is expected")
+    if not params:
+        return parsed
+    merged: dict[str, Any] = {}
+    for key, value in params.items():
+        merged[key] = [_query_value(v) for v in value] if isinstance(value, list | tuple) else _query_value(value)
+    return parsed.update_query(merged)
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
 async def send(
-    client: httpx.AsyncClient,
+    client: OutboundClient,
     method: str,
     url: str,
     *,
@@ -97,55 +154,85 @@ async def send(
     if params:
         summary["query"] = params
     try:
-        # httpx's ``params=`` replaces a query already in the URL; merge instead, so
-        # ``url: https://api/x?api-version=2`` keeps its parameters (a same-named ``query`` key wins).
-        target = httpx.URL(url).copy_merge_params(params) if params else url
-        request = client.build_request(
-            method, target, headers=headers, json=json_body, content=content, timeout=timeout
-        )
-        summary["url"] = str(request.url)
-        body_bytes = request.content
-        summary["body"] = body_bytes[:SNIPPET_BYTES].decode("utf-8", errors="replace")
-        # httpx's timeout bounds each connect/read/write; this bounds the whole exchange, so a
-        # server trickling its answer byte by byte cannot hold a worker slot past ``timeout``.
+        target = target_url(url, params)
+    except PermanentError as exc:
+        exc.request = summary
+        raise
+    except ValueError as exc:
+        raise PermanentError(f"invalid URL {url!r}: {exc}", request=summary) from None
+    summary["url"] = str(target)
+    send_headers = CIMultiDict(headers)
+    body = content
+    if json_body is not None and content is None:
+        try:
+            body = _json_bytes(json_body)
+        except ValueError as exc:
+            raise PermanentError(f"the JSON body cannot be sent: {exc}", request=summary) from None
+        send_headers.setdefault("content-type", "application/json")
+    summary["body"] = (body or b"")[:SNIPPET_BYTES].decode("utf-8", errors="replace")
+    try:
+        # aiohttp's total timeout bounds connect, send and every read, so a server trickling its answer
+        # byte by byte cannot hold a worker slot past ``timeout``.
         async with asyncio.timeout(timeout):
-            response = await client.send(request, stream=True)
-            try:
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > MAX_RESPONSE_BYTES:
-                        raise PermanentError(f"response body over {MAX_RESPONSE_BYTES} bytes", request=summary)
-                    chunks.append(chunk)
-            finally:
-                await response.aclose()
+            async with client.session.request(
+                method,
+                target,
+                headers=send_headers,
+                data=body,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                raw = await _read_capped(response, summary)
+                status = response.status
+                response_headers = {k.lower(): v for k, v in response.headers.items()}
     except EgressBlocked as exc:
         raise PermanentError(str(exc), request=summary) from None
-    except (httpx.TimeoutException, TimeoutError):
+    except TimeoutError:
         raise TransientError(f"timed out after {timeout:g} s", request=summary) from None
-    except httpx.UnsupportedProtocol:
-        raise PermanentError(f"unsupported URL scheme in {url!r}; use http or https", request=summary) from None
-    except httpx.InvalidURL as exc:
+    except aiohttp.InvalidURL as exc:
         raise PermanentError(f"invalid URL {url!r}: {exc}", request=summary) from None
-    except httpx.HTTPError as exc:
-        raise TransientError(f"connection failed: {type(exc).__name__}: {exc}", request=summary) from None
-    raw = b"".join(chunks)
+    except (aiohttp.ClientError, OSError) as exc:
+        raise TransientError(f"connection failed: {_describe(exc)}", request=summary) from None
     result = StepResult(
-        status=response.status_code,
-        headers={k.lower(): v for k, v in response.headers.items()},
-        body=parse_body(raw, response.headers.get("content-type", "")),
+        status=status,
+        headers=response_headers,
+        body=parse_body(raw, response_headers.get("content-type", "")),
         request=summary,
     )
-    if is_success(response.status_code, success):
+    if is_success(status, success):
         return result
     snippet = raw[:SNIPPET_BYTES].decode("utf-8", errors="replace")
-    message = f"{method} {summary['url']} answered {response.status_code}"
-    if 300 <= response.status_code < 400:
-        message += f" (redirect to {response.headers.get('location', '?')!r} not followed)"
+    message = f"{method} {summary['url']} answered {status}"
+    if 300 <= status < 400:
+        message += f" (redirect to {response_headers.get('location', '?')!r} not followed)"
     output = result.output() | {"snippet": snippet}
-    status = response.status_code
     if status in (408, 429) or status >= 500:
-        retry_after = retry_after_seconds(response.headers.get("retry-after"))
+        retry_after = retry_after_seconds(response_headers.get("retry-after"))
         raise TransientError(message, request=summary, response=output, retry_after=retry_after)
     raise PermanentError(message, request=summary, response=output)
+
+
+def _describe(exc: BaseException) -> str:
+    """A connection failure in a few words: which kind, where, and the system's reason."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__
+        return f"ConnectError: cannot connect to {exc.host}:{exc.port}: {reason}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "RemoteProtocolError: the server closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"ReadError: the answer was cut off: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _read_capped(response: aiohttp.ClientResponse, summary: dict[str, Any]) -> bytes:
+    length = response.content_length
+    if length is not None and length > MAX_RESPONSE_BYTES:
+        raise PermanentError(f"response body over {MAX_RESPONSE_BYTES} bytes", request=summary)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise PermanentError(f"response body over {MAX_RESPONSE_BYTES} bytes", request=summary)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -14,10 +14,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 
-from router.egress import EgressBlocked, EgressPolicy, system_resolver
+from router.egress import EgressBlocked, EgressPolicy, GuardedConnector, system_resolver
 from router.errors import PermanentError, SettingsError
 from router.http import create_client, send
 from router.settings import load_settings
@@ -226,7 +225,8 @@ async def test_redirects_to_blocked_targets(listeners: Listeners, path: str) -> 
             await send(client, "GET", listeners.sink + path, headers={}, timeout=3)
         # even a caller that turns redirects on meets the guard again on the next hop
         with pytest.raises(EgressBlocked) as hop:
-            await client.get(listeners.sink + path, follow_redirects=True)
+            async with client.session.get(listeners.sink + path, allow_redirects=True):
+                pass
     finally:
         await client.aclose()
     print(f"redirect {path}: not followed, and blocked at connect when followed; "
@@ -333,10 +333,12 @@ async def test_guard_does_not_touch_tls_host_or_headers(listeners: Listeners) ->
     """The dialled address is an IP, but the request still names the host the URL gave."""
     client = create_client(load_settings(egress_allow="sink.test"), resolver=resolver())
     try:
-        request = client.build_request("GET", f"http://sink.test:{listeners.port}/ok")
-        response = await client.send(request)
+        async with client.session.get(f"http://sink.test:{listeners.port}/ok") as response:
+            status = response.status
+            sent_host = response.request_info.headers["host"]
+        connector = client.session.connector
     finally:
         await client.aclose()
-    assert response.status_code == 200
-    assert request.headers["host"] == f"sink.test:{listeners.port}"
-    assert isinstance(client._transport, httpx.AsyncHTTPTransport)
+    assert status == 200
+    assert sent_host == f"sink.test:{listeners.port}"
+    assert isinstance(connector, GuardedConnector)

@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
+from router.http import OutboundClient
 from router.results import StepResult
 from router.settings import Settings
 
@@ -32,7 +32,7 @@ class ActionConfig(BaseModel):
 class ActionContext:
     """What an action may use while it runs."""
 
-    http: httpx.AsyncClient
+    http: OutboundClient
     settings: Settings
     idempotency_key: str
     event_id: str
