@@ -75,10 +75,12 @@ def rule_matches(rule: CompiledRule, ctx: Mapping[str, Any]) -> bool:
 def match_rules(ruleset: RuleSet, source: str, ctx: Mapping[str, Any]) -> list[CompiledRule]:
     """The enabled rules of the source whose filter is truthy, in load order.
 
-    A filter that fails to evaluate (a type error at run time) does not match; the dry run reports why.
+    Only the rule index's candidates are evaluated (router/ruleindex.py): the others' filters require a
+    value the event does not have. A filter that fails to evaluate (a type error at run time) does not
+    match; the dry run reports why.
     """
     matched = []
-    for rule in ruleset.by_source.get(source, ()):
+    for rule in ruleset.candidates(source, ctx):
         try:
             if rule_matches(rule, ctx):
                 matched.append(rule)

@@ -23,6 +23,7 @@ from router.limits import LimitSpec
 from router.matcher import Expression, compile_expression, syntax_error_message
 from router.presets import PRESETS
 from router.retry import RetrySpec
+from router.ruleindex import RuleIndex
 from router.schema import Rule, RuleFile, Source
 from router.signatures import SCHEMES, VerifyConfig
 from router.templating import Compiled, compile_tree, has_template, step_references
@@ -77,6 +78,24 @@ class RuleSet:
     files: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     secrets: Mapping[str, str] = field(default_factory=dict)
+    _indexes: dict[str, RuleIndex] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def index(self, source: str) -> RuleIndex:
+        """The rule index of a source's enabled rules (built on first use, or by ``build_indexes``)."""
+        found = self._indexes.get(source)
+        if found is None:
+            found = self._indexes[source] = RuleIndex.build(self.by_source.get(source, ()))
+        return found
+
+    def build_indexes(self) -> RuleSet:
+        """Index every source now (rule loading does, off the event loop), so no event pays for it."""
+        for source in self.by_source:
+            self.index(source)
+        return self
+
+    def candidates(self, source: str, ctx: Mapping[str, Any]) -> list[CompiledRule]:
+        """The enabled rules of ``source`` whose filters could be true for ``ctx``, in load order."""
+        return self.index(source).candidates(ctx)
 
 
 def format_path(path: Path_) -> str:

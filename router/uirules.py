@@ -243,6 +243,8 @@ def merge(files: RuleSet, rows: Sequence[UiRule], stored_secrets: Mapping[str, s
         version=version,
         secrets={**stored_secrets, **files.secrets},  # the environment wins a clash
     )
+    if version == files.version:  # the same rules: the files' indexes hold for the merged set
+        merged._indexes.update(files._indexes)
     return merged, errors
 
 
@@ -251,7 +253,7 @@ async def load_all(settings: Settings, sessions: async_sessionmaker[AsyncSession
 
     A database that cannot be read leaves the file rules in force, with an error saying so.
     """
-    files = await asyncio.to_thread(load_ruleset, settings.rules_dir)
+    files = await asyncio.to_thread(lambda: load_ruleset(settings.rules_dir).build_indexes())
     if sessions is None:
         return files, []
     try:
@@ -260,8 +262,16 @@ async def load_all(settings: Settings, sessions: async_sessionmaker[AsyncSession
             stored, secret_errors = await secretstore.decrypt_all(session, settings.secret_key)
     except Exception as exc:  # the database is down or not migrated: keep the files' rules
         return files, [f"UI rules and stored secrets could not be read from the database: {type(exc).__name__}: {exc}"]
-    merged, errors = merge(files, rows, stored)
+    # compiling UI rules and indexing a large set is CPU work: off the event loop, so ingest keeps answering
+    merged, errors = await asyncio.to_thread(lambda: _merged_and_indexed(files, rows, stored))
     return merged, errors + secret_errors
+
+
+def _merged_and_indexed(
+    files: RuleSet, rows: Sequence[UiRule], stored: Mapping[str, str]
+) -> tuple[RuleSet, list[str]]:
+    merged, errors = merge(files, rows, stored)
+    return merged.build_indexes(), errors
 
 
 async def stamp(session: AsyncSession) -> str:
