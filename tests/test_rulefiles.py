@@ -106,6 +106,16 @@ def test_one_rule_at_top_level_and_nested_folders(tmp_path: Path) -> None:
             "          url: https://x.test/{{ body.id\n",
             "r.yaml:11:16: rules[0].steps[0].with.url: invalid template: unexpected end of template",
         ),
+        (  # templates compile on first use, but an unknown filter or test is still refused at load
+            "    steps:\n      - id: s\n        action: http\n        with:\n"
+            "          url: https://x.test/{{ body.id | nosuch }}\n",
+            "r.yaml:11:16: rules[0].steps[0].with.url: invalid template: No filter named 'nosuch'.",
+        ),
+        (
+            "    steps:\n      - id: s\n        action: http\n        with:\n"
+            "          json: {n: '{{ body.id is nosuch }}'}\n",
+            "r.yaml:11:21: rules[0].steps[0].with.json.n: invalid template: No test named 'nosuch'.",
+        ),
         (
             "    steps:\n      - id: s\n        action: http\n        with:\n"
             "          url: https://x.test/{{ steps.nope.body }}\n",
