@@ -267,9 +267,7 @@ async def load_all(settings: Settings, sessions: async_sessionmaker[AsyncSession
     return merged, errors + secret_errors
 
 
-def _merged_and_indexed(
-    files: RuleSet, rows: Sequence[UiRule], stored: Mapping[str, str]
-) -> tuple[RuleSet, list[str]]:
+def _merged_and_indexed(files: RuleSet, rows: Sequence[UiRule], stored: Mapping[str, str]) -> tuple[RuleSet, list[str]]:
     merged, errors = merge(files, rows, stored)
     return merged.build_indexes(), errors
 
