@@ -60,7 +60,11 @@ def create_app(
         async def enqueue(ids: list[str]) -> None:
             await queue.events_stored(redis, ids)
 
-        writer = EventWriter(engine, on_committed=enqueue)
+        # ingest's own connection, fsyncing each group commit (SQLite: synchronous=FULL)
+        writer_engine = (
+            db.create_engine(settings.database_url, durable=True) if db.is_sqlite(settings.database_url) else engine
+        )
+        writer = EventWriter(writer_engine, on_committed=enqueue)
         writer.start()
         from router.reload import watch_rules  # hot reload: swap the rule set when a rule file or UI rule changes
 
@@ -93,6 +97,8 @@ def create_app(
                 await asyncio.gather(worker.close(), return_exceptions=True)
                 await close_state(wstate)
             await redis.aclose(close_connection_pool=True)
+            if writer_engine is not engine:
+                await writer_engine.dispose()
             await engine.dispose()
 
     def ui_handlers() -> list[Any]:

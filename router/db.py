@@ -26,8 +26,12 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, NORMAL sync and a busy timeout so writers wait instead of failing."""
+def create_engine(url: str, *, durable: bool = False) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, a busy timeout so writers wait instead of failing, and
+    ``synchronous=NORMAL`` — or ``FULL`` with ``durable``, for the ingest writer: each of its commits is
+    fsynced, so an event acknowledged with 2xx survives a power loss too (NORMAL survives a crash of the
+    process, not of the machine; docs/delivery.md says what that costs the workers' bookkeeping).
+    """
     if is_sqlite(url):
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path and path != ":memory:":
@@ -38,7 +42,7 @@ def create_engine(url: str) -> AsyncEngine:
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()

@@ -17,8 +17,9 @@ from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, exists, insert, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from router import queue
 from router.actions import ACTIONS, ActionContext
 from router.capture import insert_events
 from router.destinations import Destinations, Hold, destination_of
@@ -26,6 +27,7 @@ from router.errors import ActionError, PermanentError
 from router.faults import crash_point
 from router.http import OutboundClient
 from router.ingest import Incoming, new_event_row
+from router.ledger import LedgerWriter, Op, execute_ops
 from router.limits import Lease
 from router.models import Attempt, Event, Run, RunStep, utcnow
 from router.retry import RetryPolicy, compile_policy
@@ -34,6 +36,9 @@ from router.ruleset import CompiledRule, CompiledStep, RuleSet
 from router.settings import Settings
 
 log = structlog.get_logger("router.delivery")
+
+TERMINAL = ("succeeded", "failed", "dead")
+FAILED = ("failed", "dead")
 
 # Hot statements, built once: building and cache-keying a statement per call cost more than running it.
 _INSERT_ATTEMPT = insert(Attempt)
@@ -66,9 +71,22 @@ _CLOSE_RUN = (
 _CLOSE_EVENT = (
     update(Event).where(Event.id == bindparam("b_id"), Event.status == "routed").values(status=bindparam("b_status"))
 )
+# An event's state from its runs' (an event with several runs is settled after each of them ends).
+_ANY_FAILED = exists().where(Run.event_id == bindparam("b_id"), Run.status.in_(FAILED))
+_ANY_OPEN = exists().where(Run.event_id == bindparam("b_id"), Run.status.not_in(TERMINAL))
+_SETTLE_FAILED = (
+    update(Event)
+    .where(Event.id == bindparam("b_id"), Event.status.in_(("routed", "succeeded")), _ANY_FAILED)
+    .values(status="failed")
+)
+_SETTLE_SUCCEEDED = (
+    update(Event)
+    .where(Event.id == bindparam("b_id"), Event.status == "routed", ~_ANY_OPEN, ~_ANY_FAILED)
+    .values(status="succeeded")
+)
+# The order the ledger writer commits these in when it merges many units into one transaction.
+LEDGER_ORDER = (_INSERT_ATTEMPT, _SAVE_STEP, _CLOSE_RUN, _CLOSE_EVENT, _SETTLE_FAILED, _SETTLE_SUCCEEDED)
 
-TERMINAL = ("succeeded", "failed", "dead")
-FAILED = ("failed", "dead")
 EVENT_STATUS = {"succeeded": "succeeded", "failed": "failed", "dead": "failed"}
 SKIPPED_OUTPUT: dict[str, Any] = {"status": None, "headers": {}, "body": None, "skipped": True}
 
@@ -99,16 +117,30 @@ class RunPlan:
 
 @dataclass
 class Deliverer:
-    """What executing steps needs: the database, the HTTP client, settings and a way to enqueue."""
+    """What executing steps needs: the database, the HTTP client, settings and a way to enqueue.
+
+    With a ``ledger`` (router/ledger.py) each step's record is group-committed with other runs'; without
+    one, each is its own transaction. Either way a step's record is committed before the next step starts.
+    """
 
     settings: Settings
     engine: AsyncEngine
     http: OutboundClient
     enqueue: Any = None  # async (function, *args, job_id=) -> None
+    ledger: LedgerWriter | None = None
+    redis: Any = None  # ArqRedis, set once the pool exists
     destinations: Destinations = field(init=False)
 
     def __post_init__(self) -> None:
         self.destinations = Destinations(self.engine)
+
+    async def commit(self, ops: list[Op]) -> None:
+        """Commit a unit of statements, through the ledger writer when there is one."""
+        if self.ledger is not None:
+            await self.ledger.write(ops)
+            return
+        async with self.engine.begin() as conn:
+            await execute_ops(conn, ops)
 
     async def run(self, plan: RunPlan, rule: CompiledRule | None, ruleset: RuleSet) -> str:
         """Execute the run's pending steps; return its final status."""
@@ -178,10 +210,10 @@ class Deliverer:
             run_error = f"step {row.step_id!r}: {outcome.error}"
             if run_status == "retrying":
                 job_id = f"run:{plan.id}:{row.attempts_count + 2}"
-        async with self.engine.begin() as conn:
-            await self._save(conn, row, outcome)
-            if run_status is not None:
-                await self._close(conn, plan, run_status, run_error, outcome.next_attempt_at, job_id)
+        ops = self._save(row, outcome)
+        if run_status is not None:
+            ops += self._close(plan, run_status, run_error, outcome.next_attempt_at, job_id)
+        await self.commit(ops)
         if outcome.error is not None:
             log.warning(
                 "step_failed", step=row.step_id, event_id=plan.event["id"], error=outcome.error, outcome=outcome.status
@@ -193,7 +225,7 @@ class Deliverer:
             except Exception as exc:  # Redis down: the reconciler enqueues it under the same job id
                 log.warning("retry_enqueue_failed", run_id=plan.id, error=str(exc))
         elif run_status is not None:
-            log.info("run_finished", run_id=plan.id, rule=plan.rule_id, status=run_status)
+            log.debug("run_finished", run_id=plan.id, rule=plan.rule_id, status=run_status)
         return outcome
 
     async def _execute(
@@ -296,8 +328,7 @@ class Deliverer:
         """Past half the job's time: leave the rest of the run to a new job, so no job outlives its timeout
         (a killed worker's work must come back within seconds, which needs short job timeouts)."""
         job_id = f"run:{plan.id}:from:{row.id}"
-        async with self.engine.begin() as conn:
-            await self._close(conn, plan, "pending", None, utcnow(), job_id)
+        await self.commit(self._close(plan, "pending", None, utcnow(), job_id))
         await self.enqueue("execute_run", plan.id, job_id=job_id)
         log.info("run_handed_off", run_id=plan.id, next_step=row.step_id)
         return "pending"
@@ -320,15 +351,17 @@ class Deliverer:
         outcome.next_attempt_at = utcnow() + timedelta(seconds=delay)
         return "retrying"
 
-    async def _save(self, conn: AsyncConnection, row: StepRow, o: Outcome) -> None:
+    def _save(self, row: StepRow, o: Outcome) -> list[Op]:
+        """The statements recording a step's outcome (and its attempt, if one was made)."""
         row.status, row.output = o.status, o.output
+        ops: list[Op] = []
         if o.tried:
             row.attempts_count += 1
             response = o.output if isinstance(o.output, dict) else {}
             body = response.get("snippet", response.get("body"))
-            await conn.execute(
-                _INSERT_ATTEMPT,
-                [
+            ops.append(
+                (
+                    _INSERT_ATTEMPT,
                     {
                         "run_step_id": row.id,
                         "number": row.attempts_count,
@@ -342,70 +375,63 @@ class Deliverer:
                         "outcome": "failed" if o.error else "succeeded",
                         "error": o.error,
                         "retryable": o.retryable,
-                    }
-                ],
+                    },
+                )
             )
-        await conn.execute(
-            _SAVE_STEP,
-            {
-                "b_id": row.id,
-                "b_status": o.status,
-                "b_error": o.error,
-                "b_rendered": o.rendered,
-                "b_output": o.output,
-                "b_started": o.started,
-                "b_finished": utcnow(),
-                "b_attempts": row.attempts_count,
-                "b_next": o.next_attempt_at,
-                "b_note": o.note,
-            },
+        ops.append(
+            (
+                _SAVE_STEP,
+                {
+                    "b_id": row.id,
+                    "b_status": o.status,
+                    "b_error": o.error,
+                    "b_rendered": o.rendered,
+                    "b_output": o.output,
+                    "b_started": o.started,
+                    "b_finished": utcnow(),
+                    "b_attempts": row.attempts_count,
+                    "b_next": o.next_attempt_at,
+                    "b_note": o.note,
+                },
+            )
         )
+        return ops
 
-    async def _close(
+    def _close(
         self,
-        conn: AsyncConnection,
         plan: RunPlan,
         status: str,
         error: str | None,
         next_attempt_at: datetime | None = None,
         job_id: str | None = None,
-    ) -> None:
+    ) -> list[Op]:
+        """The statements setting a run's state (and its event's, when the run is the event's only one)."""
         done = status in TERMINAL
-        await conn.execute(
-            _CLOSE_RUN,
-            {
-                "b_id": plan.id,
-                "b_status": status,
-                "b_error": error,
-                "b_finished": utcnow() if done else None,
-                "b_next": next_attempt_at,
-                "b_job": job_id,
-            },
-        )
+        ops: list[Op] = [
+            (
+                _CLOSE_RUN,
+                {
+                    "b_id": plan.id,
+                    "b_status": status,
+                    "b_error": error,
+                    "b_finished": utcnow() if done else None,
+                    "b_next": next_attempt_at,
+                    "b_job": job_id,
+                },
+            )
+        ]
         if plan.finishes_event and done:
-            await conn.execute(_CLOSE_EVENT, {"b_id": plan.event["id"], "b_status": EVENT_STATUS[status]})
+            ops.append((_CLOSE_EVENT, {"b_id": plan.event["id"], "b_status": EVENT_STATUS[status]}))
+        return ops
 
     async def _finish(self, plan: RunPlan, status: str, error: str | None) -> str:
-        async with self.engine.begin() as conn:
-            await self._close(conn, plan, status, error)
+        await self.commit(self._close(plan, status, error))
         log.info("run_finished", run_id=plan.id, rule=plan.rule_id, status=status, error=error)
         return status
 
     async def settle_event(self, event_id: str) -> None:
         """Set an event's state from its runs'; run after their commits, so the last caller sees them all."""
-        failed = exists().where(Run.event_id == event_id, Run.status.in_(FAILED))
-        open_ = exists().where(Run.event_id == event_id, Run.status.not_in(TERMINAL))
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(Event)
-                .where(Event.id == event_id, Event.status.in_(("routed", "succeeded")), failed)
-                .values(status="failed")
-            )
-            await conn.execute(
-                update(Event)
-                .where(Event.id == event_id, Event.status == "routed", ~open_, ~failed)
-                .values(status="succeeded")
-            )
+        await self.commit([(_SETTLE_FAILED, {"b_id": event_id}), (_SETTLE_SUCCEEDED, {"b_id": event_id})])
 
     async def emit(
         self,
@@ -431,8 +457,16 @@ class Deliverer:
         row = new_event_row(None, req, body, chain_depth=parent_depth + 1, dedupe=dedupe, parent_step_id=parent_step_id)
         async with self.engine.begin() as conn:
             ((event_id, _dup),) = await insert_events(conn, [row])
-        await self.enqueue("process_event", event_id, job_id=f"event:{event_id}")
+        await self.wake([event_id])
         return event_id
+
+    async def wake(self, event_ids: list[str]) -> None:
+        """Stored events are waiting to be routed: ring the workers' doorbell (they also look on their own)."""
+        if self.redis is not None:
+            try:
+                await queue.events_stored(self.redis, event_ids)
+            except Exception as exc:  # Redis down: the workers find the events when they next look
+                log.warning("wake_failed", error=str(exc), events=len(event_ids))
 
 
 @dataclass

@@ -13,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from router.claim import claim_one
+from router.consumer import Consumer
 from router.delivery import TERMINAL, Deliverer, RunPlan, StepRow
-from router.models import Event, Run, RunStep, new_id, utcnow
-from router.routing import build_context, event_from_row, match_rules
+from router.models import Event, Run, RunStep, utcnow
+from router.routing import event_from_row
 from router.ruleset import RuleSet
 
 log = structlog.get_logger("router.jobs")
@@ -39,16 +41,6 @@ _EVENT_COLUMNS = (
 
 
 _LOAD_EVENT = select(*_EVENT_COLUMNS).where(Event.id == bindparam("b_id"))
-_CLAIM_EVENT = (
-    update(Event)
-    .where(Event.id == bindparam("b_id"), Event.status == "received")
-    .values(
-        status=bindparam("b_status"),
-        matched=bindparam("b_matched"),
-        ruleset_version=bindparam("b_version"),
-        routed_at=bindparam("b_routed"),
-    )
-)
 
 
 @dataclass
@@ -75,7 +67,7 @@ class WorkerState(Deliverer):
 
     sessions: async_sessionmaker[AsyncSession] | None = None
     rules: RulesHolder = field(default_factory=RulesHolder)
-    redis: Any = None  # ArqRedis, set once the pool exists
+    consumer: Consumer | None = None  # claims and delivers received events (router/consumer.py)
 
     async def _enqueue(self, function: str, *args: Any, job_id: str, defer: float | None = None) -> None:
         if self.redis is not None:
@@ -95,89 +87,29 @@ def _state(ctx: dict[str, Any]) -> WorkerState:
 
 
 async def process_event(ctx: dict[str, Any], event_id: str) -> int:
-    """Match a stored event against the rules in force, create a run per match and execute them.
+    """Route one stored event (a run per matching rule) and execute its runs.
 
-    For an event already routed (a job re-run after a crash) the unfinished runs are resumed.
+    Workers claim new events in batches themselves (router/consumer.py); this job routes one event on
+    its own (a test send, the reconciler of a worker without a consumer). For an event already routed (a
+    job re-run after a crash) the unfinished runs are resumed.
     """
     state = _state(ctx)
     ruleset = state.rules.current
     async with state.engine.begin() as conn:
-        row = (await conn.execute(_LOAD_EVENT, {"b_id": event_id})).one_or_none()
-        if row is None or row.status not in ("received", "routed"):
-            return 0
-        event = event_from_row(row)
-        if row.status == "received":
-            plans = await _route(conn, event, row.chain_depth, ruleset)
-            if plans is None:
+        claimed = await claim_one(conn, ruleset, event_id)
+        if claimed is not None:
+            plans = claimed.plans
+        else:  # already routed: resume its open runs (their event is settled from all its runs after)
+            row = (await conn.execute(_LOAD_EVENT, {"b_id": event_id})).one_or_none()
+            if row is None or row.status != "routed":
                 return 0
-            resumed = False
-        else:
-            plans = await _open_runs(conn, event, row.chain_depth)
-            resumed = True
+            plans = await _open_runs(conn, event_from_row(row), row.chain_depth)
     if not plans:
         return 0
-    if len(plans) == 1 and not resumed:
-        plans[0].finishes_event = True
     await asyncio.gather(*(state.run(plan, ruleset.rules.get(plan.rule_id), ruleset) for plan in plans))
     if not plans[0].finishes_event:
         await state.settle_event(event_id)
     return len(plans)
-
-
-async def _route(conn: AsyncConnection, event: dict[str, Any], depth: int, ruleset: RuleSet) -> list[RunPlan] | None:
-    """Claim a received event and create its runs in one transaction; None when another worker has it."""
-    matched = match_rules(ruleset, event["source"], build_context(event, ruleset.secrets))
-    now = utcnow()
-    claimed = await conn.execute(
-        _CLAIM_EVENT,
-        {
-            "b_id": event["id"],
-            "b_status": "routed" if matched else "unmatched",
-            "b_matched": len(matched),
-            "b_version": ruleset.version,
-            "b_routed": now,
-        },
-    )
-    if claimed.rowcount != 1:
-        return None
-    plans: list[RunPlan] = []
-    runs: list[dict[str, Any]] = []
-    steps: list[dict[str, Any]] = []
-    for rule in matched:
-        run_id = new_id()
-        runs.append(
-            {
-                "id": run_id,
-                "event_id": event["id"],
-                "rule_id": rule.id,
-                "rule_location": rule.location,
-                "ruleset_version": ruleset.version,
-                "status": "running",
-                "created_at": now,
-                "started_at": now,
-            }
-        )
-        rows = []
-        for position, step in enumerate(rule.steps):
-            rows.append(StepRow(new_id(), step.id, "pending", f"{event['id']}:{rule.id}:{step.id}"))
-            steps.append(
-                {
-                    "id": rows[-1].id,
-                    "run_id": run_id,
-                    "position": position,
-                    "step_id": step.id,
-                    "action": step.action,
-                    "status": "pending",
-                    "idempotency_key": rows[-1].idempotency_key,
-                    "attempts_count": 0,
-                }
-            )
-        plans.append(RunPlan(run_id, rule.id, event, depth, rows))
-    if runs:
-        await conn.execute(insert(Run), runs)
-        await conn.execute(insert(RunStep), steps)
-    log.info("event_routed", event_id=event["id"], matched=len(matched))
-    return plans
 
 
 async def _open_runs(
@@ -277,8 +209,11 @@ async def sweep(ctx: dict[str, Any]) -> int:
         ).all()
     for event_id in unsettled:
         await state.settle_event(event_id)
-    for event_id in events:
-        await state.enqueue("process_event", event_id, job_id=f"event:{event_id}")
+    if events and state.consumer is not None:
+        state.consumer.wake()  # the consumer claims them (it looks on its own too; this is a nudge)
+    else:
+        for event_id in events:
+            await state.enqueue("process_event", event_id, job_id=f"event:{event_id}")
     for run_id, job_id in due:
         await state.enqueue("execute_run", run_id, job_id=job_id or f"run:{run_id}:due")
     for run_id, _job in stuck:

@@ -27,6 +27,7 @@ _ACCEPTS: dict[str, str] = {
     "max_emit_depth": "a whole number from 1 to 50",
     "poll_delay": "a number of seconds from 0.001 to 1",
     "worker_max_jobs": "a whole number from 1 to 1000",
+    "worker_concurrency": "a whole number from 1 to 2000",
     "sweep_interval": "a number of seconds from 1 upwards",
     "log_level": "debug, info, warning or error",
     "egress_allow": "comma-separated CIDRs and host names",
@@ -57,7 +58,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, ge=1, description="Largest accepted webhook body, in bytes.")
     max_emit_depth: int = Field(5, ge=1, le=50, description="How deep `emit` steps may chain events.")
     poll_delay: float = Field(0.01, ge=0.001, le=1.0, description="How often an idle worker polls Redis.")
-    worker_max_jobs: int = Field(50, ge=1, le=1000, description="Jobs one worker process runs at once.")
+    worker_max_jobs: int = Field(
+        50, ge=1, le=1000, description="arq jobs (retries, resumed runs, sweeps) one worker process runs at once."
+    )
+    worker_concurrency: int = Field(
+        100, ge=1, le=2000, description="Events one worker process delivers at once (new events, claimed in batches)."
+    )
     sweep_interval: float = Field(10.0, ge=1.0, description="Seconds between sweeps for events never enqueued.")
     slack_api_url: str = Field("https://slack.com/api", description="Base URL of Slack's Web API.")
     retry_schedule: str = Field(

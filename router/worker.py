@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from signal import Signals
 from typing import Any
 
 import structlog
@@ -11,9 +12,12 @@ from arq.worker import Worker, func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from router import db
+from router.consumer import Consumer
+from router.delivery import LEDGER_ORDER
 from router.errors import RuleSetError
 from router.http import create_client
 from router.jobs import RulesHolder, WorkerState, execute_run, process_event, sweep
+from router.ledger import LedgerWriter
 from router.settings import Settings
 
 log = structlog.get_logger("router.worker")
@@ -23,14 +27,38 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class RouterWorker(Worker):
-    """arq's worker, minus one waste: each poll re-reads the head of the queue, which holds the jobs this
-    worker is already running, and arq spends three Redis round trips on each before skipping it. With
-    50 jobs in flight that is ~150 round trips per job started; skip our own running jobs locally."""
+    """arq's worker (retries, resumed runs, the reconciler's cron) with the batch consumer beside it.
+
+    New events do not go through arq: the consumer (router/consumer.py) claims them in batches. This
+    class ties the consumer to arq's life cycle: SIGTERM stops both from taking work and waits for both
+    (up to ROUTER_SHUTDOWN_GRACE), and what is still running after that is cancelled and handed back.
+
+    One waste of arq's is removed too: each poll re-reads the head of the queue, which holds the jobs
+    this worker is already running, and arq spends three Redis round trips on each before skipping it;
+    our own running jobs are skipped locally.
+    """
+
+    consumer: Consumer | None = None
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         running = self.tasks
         fresh = [j for j in job_ids if (t := running.get(j.decode())) is None or t.done()]
         await super().start_jobs(fresh)
+
+    def handle_sig_wait_for_completion(self, signum: Signals) -> None:
+        if self.consumer is not None:
+            self.consumer.stop_claiming()
+        super().handle_sig_wait_for_completion(signum)
+
+    async def _sleep_until_tasks_complete(self) -> None:
+        await super()._sleep_until_tasks_complete()
+        if self.consumer is not None:
+            await self.consumer.wait_idle()
+
+    def handle_sig(self, signum: Signals) -> None:
+        if self.consumer is not None:
+            self.consumer.stop_claiming()
+        super().handle_sig(signum)
 
 
 async def load_rules(
@@ -70,6 +98,10 @@ async def create_state(settings: Settings, rules: RulesHolder | None = None, *, 
 
 
 async def close_state(state: WorkerState) -> None:
+    if state.consumer is not None:
+        await state.consumer.close()
+    if state.ledger is not None:
+        await state.ledger.stop()
     await state.http.aclose()
     await state.engine.dispose()
 
@@ -90,25 +122,36 @@ def build_worker(
     own_state = state is None
 
     async def startup(ctx: dict[str, Any]) -> None:
-        ctx["state"] = state if state is not None else await create_state(settings)
-        ctx["state"].redis = ctx["redis"]
-        ctx["state"].destinations.redis = ctx["redis"]
+        ws: WorkerState = state if state is not None else await create_state(settings)
+        ctx["state"] = ws
+        ws.redis = ctx["redis"]
+        ws.destinations.redis = ctx["redis"]
         if own_state and not burst:  # a standalone worker watches the rules itself (`router dev` shares the web's)
             from router.reload import watch_rules
 
-            ctx["rules_watcher"] = watch_rules(settings, ctx["state"].rules, ctx["state"].sessions)
-        if burst:  # no cron in burst mode: sweep once, then drain the queue
+            ctx["rules_watcher"] = watch_rules(settings, ws.rules, ws.sessions)
+        if burst:  # no cron and no consumer in burst mode: sweep once (it queues what is stored), then drain
             await sweep(ctx)
+            return
+        ws.ledger = LedgerWriter(ws.engine, LEDGER_ORDER).start()
+        ws.consumer = worker.consumer = Consumer(ws, concurrency=settings.worker_concurrency).start()
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "rules_watcher" in ctx:
             await ctx["rules_watcher"].stop()
-        if own_state and "state" in ctx:
-            await close_state(ctx["state"])
+        ws: WorkerState | None = ctx.get("state")
+        if ws is not None and ws.consumer is not None:
+            await ws.consumer.close()  # cancels and hands back what is still running
+            ws.consumer = worker.consumer = None
+        if ws is not None and ws.ledger is not None:
+            await ws.ledger.stop()
+            ws.ledger = None
+        if own_state and ws is not None:
+            await close_state(ws)
 
     # arq cron takes a set of seconds; use the largest divisor of 60 not above the interval, so sweeps are even.
     step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60) if d <= max(1, settings.sweep_interval))
-    return RouterWorker(
+    worker = RouterWorker(
         functions=[func(process_event, max_tries=20), func(execute_run, max_tries=20)],
         cron_jobs=None
         if burst
@@ -130,6 +173,7 @@ def build_worker(
         job_completion_wait=settings.shutdown_grace,
         log_results=False,
     )
+    return worker
 
 
 def create_redis(url: str | None) -> Any:
