@@ -12,11 +12,16 @@ import contextlib
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+def _py_spy() -> str | None:
+    return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+
 
 _FRAME = re.compile(r"^(?P<func>.+?) \((?P<file>[^:]+)(?::\d+)?\)$")
 
@@ -26,7 +31,7 @@ class Profiler:
         self.folder = folder
         self.files: list[tuple[str, Path]] = []
         if folder is not None:
-            if shutil.which("py-spy") is None:
+            if _py_spy() is None:
                 raise SystemExit("--profile needs py-spy: pip install py-spy")
             folder.mkdir(parents=True, exist_ok=True)
 
@@ -43,7 +48,7 @@ class Profiler:
             if child is None:
                 continue
             out = self.folder / f"{label}-{name}.txt"
-            argv = ["py-spy", "record", "--pid", str(child.pid), "--duration", str(int(seconds)), "--rate", "200"]
+            argv = [str(_py_spy()), "record", "--pid", str(child.pid), "--duration", str(int(seconds)), "--rate", "200"]
             argv += ["--format", "raw", "--output", str(out), "--nonblocking"]
             running.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             self.files.append((f"{label} {name}", out))
@@ -71,6 +76,30 @@ class Profiler:
         return lines
 
 
+_STRUCTURAL = (
+    "(core.py)",  # click
+    "(threading.py)",
+    "(base_events.py)",
+    "(events.py)",
+    "(runners.py)",
+    "(main.py)",
+    "(server.py)",
+    "(__main__.py)",
+    "(<frozen runpy>)",
+    "<module>",
+    "(cli.py)",
+    "(worker.py)",  # arq's run loop and ours
+    "(thread.py)",
+)
+
+
+def _structural(key: str) -> bool:
+    """Frames every sample of a thread passes through (entry points, loops): they say nothing."""
+    return any(part in key for part in _STRUCTURAL) and "(core.py)" in key or key.startswith("<module>") or any(
+        key.endswith(part) for part in _STRUCTURAL[1:]
+    )
+
+
 def summarize(path: Path, top: int = 7) -> str:
     inclusive: Counter[str] = Counter()
     total = 0
@@ -89,5 +118,5 @@ def summarize(path: Path, top: int = 7) -> str:
                 inclusive[key] += count
     if not total:
         return "no samples"
-    picked = [(k, v) for k, v in inclusive.most_common() if v / total < 0.9][:top]
+    picked = [(k, v) for k, v in inclusive.most_common() if v / total < 0.9 and not _structural(k)][:top]
     return "; ".join(f"{v / total:.0%} {k}" for k, v in picked)
