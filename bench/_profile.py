@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+
 def _py_spy() -> str | None:
     return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
 
@@ -76,28 +77,26 @@ class Profiler:
         return lines
 
 
-_STRUCTURAL = (
-    "(core.py)",  # click
-    "(threading.py)",
-    "(base_events.py)",
-    "(events.py)",
-    "(runners.py)",
-    "(main.py)",
-    "(server.py)",
-    "(__main__.py)",
-    "(<frozen runpy>)",
-    "<module>",
-    "(cli.py)",
-    "(worker.py)",  # arq's run loop and ours
-    "(thread.py)",
+# Frames every sample of a thread passes through (entry points, run loops): they say nothing.
+_STRUCTURAL_FILES = (
+    "core.py",  # click
+    "threading.py",
+    "base_events.py",
+    "events.py",
+    "runners.py",
+    "main.py",
+    "server.py",
+    "__main__.py",
+    "<frozen runpy>",
+    "cli.py",
+    "worker.py",  # arq's run loop and ours
+    "thread.py",
+    "_compat.py",
 )
 
 
 def _structural(key: str) -> bool:
-    """Frames every sample of a thread passes through (entry points, loops): they say nothing."""
-    return any(part in key for part in _STRUCTURAL) and "(core.py)" in key or key.startswith("<module>") or any(
-        key.endswith(part) for part in _STRUCTURAL[1:]
-    )
+    return key.startswith("<module>") or any(key.endswith(f"({name})") for name in _STRUCTURAL_FILES)
 
 
 def summarize(path: Path, top: int = 7) -> str:
