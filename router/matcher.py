@@ -20,6 +20,7 @@ from jmespath.parser import ParsedResult
 from jmespath.visitor import TreeInterpreter
 
 from router.errors import TemplateRenderError
+from router.jmescompile import Fn, compile_tree
 
 
 class _Functions(jmes_functions.Functions):  # type: ignore[misc]
@@ -97,9 +98,12 @@ class Expression:
     source: str
     parsed: ParsedResult
     location: str = ""
+    fast: Fn | None = None  # the tree compiled to closures, when every node is covered (router/jmescompile.py)
 
     def search(self, data: Mapping[str, Any]) -> Any:
         try:
+            if self.fast is not None:
+                return self.fast(data)
             return _Budgeted().visit(self.parsed.parsed, data)
         except jmes_errors.JMESPathError as exc:
             raise TemplateRenderError(str(exc), location=self.location) from None
@@ -125,7 +129,7 @@ def compile_expression(source: str, location: str = "") -> Expression:
     except RecursionError:
         raise ExpressionLimitError(f"JMESPath expression is nested over {MAX_DEPTH} levels deep") from None
     check_limits(source, parsed)
-    return Expression(source, parsed, location)
+    return Expression(source, parsed, location, compile_tree(parsed.parsed, OPTIONS.custom_functions))
 
 
 def syntax_error_message(exc: Exception) -> str:
