@@ -311,11 +311,13 @@ def compile_string(source: str, location: str = "") -> Compiled | str:
         return source
     expr = _expression_of(source)
     if expr is not None:
+        path = _plain_path(expr)
 
         def render_expr(ctx: Mapping[str, Any]) -> Any:
-            fn = _compiled_expression(expr)
             with _Rendering():
-                value = fn(**ctx)
+                if path is not None and (value := _walk(ctx, path)) is not _MISSING:
+                    return _plain(value, [0])
+                value = _compiled_expression(expr)(**ctx)
                 return _plain(value, [0])
 
         return Compiled(source, render_expr, location)
@@ -336,6 +338,40 @@ def compile_string(source: str, location: str = "") -> Compiled | str:
             return "".join(chunks)
 
     return Compiled(source, render_template, location)
+
+
+_MISSING = object()
+_PATH = re.compile(r"\s*([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*|\[\d+\]|\['[^'\\]*'\]|\[\"[^\"\\]*\"\])*)\s*")
+_PART = re.compile(r"\.([A-Za-z_]\w*)|\[(\d+)\]|\['([^'\\]*)'\]|\[\"([^\"\\]*)\"\]")
+
+
+def _plain_path(expr: str) -> tuple[str | int, ...] | None:
+    """``body.order.id`` / ``steps.fetch.body['x-id']`` / ``body.items[0]`` as a tuple of keys, else None."""
+    match = _PATH.fullmatch(expr)
+    if match is None:
+        return None
+    parts: list[str | int] = [match.group(1)]
+    for name, index, single, double in _PART.findall(match.group(2)):
+        parts.append(int(index) if index else name or single or double)
+    return tuple(parts)
+
+
+def _walk(ctx: Mapping[str, Any], path: tuple[str | int, ...]) -> Any:
+    """The value a plain path names, read straight from mappings and lists, or _MISSING to let Jinja do it.
+
+    Only keys present in mappings and indexes inside lists are followed — exactly what the sandbox's
+    lookup returns for them (a key wins over a method of the same name); anything else (an attribute, a
+    missing key, an undefined name) goes to the compiled expression, whose errors are Jinja's own.
+    """
+    node: Any = ctx
+    for part in path:
+        found = part in node if isinstance(part, str) and isinstance(node, dict | Mapping) else None
+        if found is None and isinstance(part, int) and isinstance(node, list):
+            found = part < len(node)
+        if not found:
+            return _MISSING
+        node = node[part]
+    return node
 
 
 @functools.lru_cache(maxsize=65536)
@@ -421,25 +457,67 @@ def compile_tree(
 
 
 def render_tree(tree: Any, ctx: Mapping[str, Any], path: str = "") -> Any:
-    """Render a compiled tree against a context; a failing leaf raises TemplateRenderError naming it."""
+    """Render a compiled tree against a context; a failing leaf raises TemplateRenderError naming it.
+
+    The path of a leaf (``with.json.order``) is only spelled out when that leaf fails.
+    """
+    try:
+        return _render(tree, ctx)
+    except _LeafFailed as failed:
+        for part in reversed(failed.parts):
+            path = f"{path}[{part}]" if isinstance(part, int) else (f"{path}.{part}" if path else str(part))
+        raise TemplateRenderError(failed.message, path=path, location=failed.location) from None
+
+
+class _LeafFailed(Exception):
+    """A leaf's error on its way up; each level adds its key, innermost first."""
+
+    def __init__(self, message: str, location: str) -> None:
+        self.message, self.location = message, location
+        self.parts: list[str | int] = []
+
+
+def _render(tree: Any, ctx: Mapping[str, Any]) -> Any:
     if isinstance(tree, Compiled):
-        try:
-            return tree.render(ctx)
-        except TemplateError as exc:
-            raise TemplateRenderError(str(exc.message or exc), path=path, location=tree.location) from None
-        except TemplateLimitError as exc:
-            raise TemplateRenderError(str(exc), path=path, location=tree.location) from None
-        except RecursionError:
-            raise TemplateRenderError("template recursion too deep", path=path, location=tree.location) from None
-        except MemoryError:
-            raise TemplateRenderError("template ran out of memory", path=path, location=tree.location) from None
-        except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
-            raise TemplateRenderError(f"{type(exc).__name__}: {exc}", path=path, location=tree.location) from None
+        return _render_leaf(tree, ctx)
     if isinstance(tree, dict):
-        return {k: render_tree(v, ctx, f"{path}.{k}" if path else str(k)) for k, v in tree.items()}
+        out: dict[Any, Any] = {}
+        for key, value in tree.items():
+            if isinstance(value, Compiled | dict | list):
+                try:
+                    out[key] = _render(value, ctx)
+                except _LeafFailed as failed:
+                    failed.parts.append(key)
+                    raise
+            else:
+                out[key] = value
+        return out
     if isinstance(tree, list):
-        return [render_tree(v, ctx, f"{path}[{i}]") for i, v in enumerate(tree)]
+        items = []
+        for index, value in enumerate(tree):
+            try:
+                items.append(_render(value, ctx))
+            except _LeafFailed as failed:
+                failed.parts.append(index)
+                raise
+        return items
     return tree
+
+
+def _render_leaf(tree: Compiled, ctx: Mapping[str, Any]) -> Any:
+    try:
+        return tree.render(ctx)
+    except TemplateError as exc:
+        message = str(exc.message or exc)
+    except TemplateLimitError as exc:
+        message = str(exc)
+    except RecursionError:
+        message = "template recursion too deep"
+    except MemoryError:
+        message = "template ran out of memory"
+    except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
+        message = f"{type(exc).__name__}: {exc}"
+    raise _LeafFailed(message, tree.location)
 
 
 def has_template(tree: Any) -> bool:

@@ -59,3 +59,45 @@ def test_render_errors_name_the_leaf(template: str, message: str) -> None:
     assert message in str(info.value)
     assert info.value.path == "with.deep[0].v"
     assert str(info.value).startswith("t.yaml:1:1: with.deep[0].v: ")
+
+
+PATHS = [
+    "body.n",
+    "body.name",
+    "body.items",
+    "body.items[1]",
+    "body.items[5]",
+    "body.nested.a[1].b",
+    "body['name']",
+    'body["items"][0]',
+    "body.keys",
+    "body.missing",
+    "body.name.upper",
+    "body.n.real",
+    "nothing",
+    "range",
+    "steps.first.body.id",
+]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_plain_paths_read_directly_give_what_jinja_gives(path: str) -> None:
+    """``{{ a.b[0] }}`` is read straight from the data when every step is a key or an index that exists;
+    whatever else (attributes, missing keys, names Jinja resolves) gives Jinja's own value or error."""
+    from router.templating import ENV, _plain, _plain_path
+
+    ctx = CTX | {"steps": {"first": {"body": {"id": "o-1"}}}}
+    assert _plain_path(path) is not None
+    try:
+        expected: Any = ("ok", _plain(ENV.compile_expression(path, undefined_to_none=False)(**ctx), [0]))
+    except Exception as exc:
+        expected = ("error", str(exc))
+    try:
+        got: Any = ("ok", render({"v": "{{ " + path + " }}"}, ctx)["v"])
+    except TemplateRenderError as exc:
+        got = ("error", exc.message)
+    assert got[0] == expected[0], (path, got, expected)
+    if got[0] == "ok":
+        assert got[1] == expected[1]
+    else:
+        assert expected[1] in got[1]
