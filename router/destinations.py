@@ -38,6 +38,7 @@ COOL_DOWN = 30.0
 MAX_COOL_DOWN = 300.0
 PAUSE_CACHE_SECONDS = 2.0
 PUBLISH_PREFIX = "router:destination:"
+_PAUSED = select(Destination.key, Destination.reason).where(Destination.paused)
 
 
 def _describe(spec: LimitSpec) -> str:
@@ -67,6 +68,7 @@ class Breaker:
     """One destination's breaker in this worker."""
 
     outcomes: deque[tuple[float, bool]] = field(default_factory=deque)  # (when, failed)
+    failures: int = 0  # how many of ``outcomes`` failed (kept as they come and go: O(1) per call)
     state: str = "closed"  # closed | open | half_open
     open_until: float = 0.0
     cool_down: float = COOL_DOWN
@@ -81,21 +83,25 @@ class Breaker:
                 self.cool_down = min(self.cool_down * 2, MAX_COOL_DOWN)
                 return self._open(now)
             self.state, self.cool_down = "closed", COOL_DOWN
-            self.outcomes.clear()
+            self._clear()
             return False
         self.outcomes.append((now, failed))
+        self.failures += failed
         while self.outcomes and self.outcomes[0][0] < now - WINDOW_SECONDS:
-            self.outcomes.popleft()
+            self.failures -= self.outcomes.popleft()[1]
         calls = len(self.outcomes)
-        failures = sum(1 for _, f in self.outcomes if f)
-        if failed and self.state == "closed" and calls >= MIN_CALLS and failures / calls >= TRIP_RATIO:
+        if failed and self.state == "closed" and calls >= MIN_CALLS and self.failures / calls >= TRIP_RATIO:
             return self._open(now)
         return False
+
+    def _clear(self) -> None:
+        self.outcomes.clear()
+        self.failures = 0
 
     def _open(self, now: float) -> bool:
         self.state, self.open_until = "open", now + self.cool_down
         self.trips += 1
-        self.outcomes.clear()
+        self._clear()
         return True
 
     def allow(self, now: float) -> float | None:
@@ -111,7 +117,7 @@ class Breaker:
         return None
 
     def as_dict(self, now: float) -> dict[str, Any]:
-        failures = sum(1 for _, f in self.outcomes if f)
+        failures = self.failures
         return {
             "state": self.state,
             "open_for": max(0.0, round(self.open_until - now, 1)) if self.state == "open" else 0.0,
@@ -138,7 +144,8 @@ class Destinations:
         self.redis = redis
         self.breakers: dict[str, Breaker] = {}
         self._paused: dict[str, str] = {}
-        self._paused_read = 0.0
+        self._paused_read = -PAUSE_CACHE_SECONDS - 1.0
+        self._reading = asyncio.Lock()
 
     @property
     def limiter(self) -> Limiter:
@@ -161,12 +168,20 @@ class Destinations:
             await asyncio.sleep(wait)
 
     async def paused(self, fresh: bool = False) -> dict[str, str]:
-        now = time.monotonic()
-        if fresh or now - self._paused_read > PAUSE_CACHE_SECONDS:
-            async with self.engine.connect() as conn:
-                rows = await conn.execute(select(Destination.key, Destination.reason).where(Destination.paused))
-                self._paused = {k: r or "" for k, r in rows}
-            self._paused_read = now
+        """The paused destinations, read at most every PAUSE_CACHE_SECONDS (``fresh``: now).
+
+        One read at a time: the many steps in flight that find the copy stale wait for the same read
+        instead of each opening a connection (a herd of reads every two seconds under load).
+        """
+        if not fresh and time.monotonic() - self._paused_read <= PAUSE_CACHE_SECONDS:
+            return self._paused
+        async with self._reading:
+            if fresh or time.monotonic() - self._paused_read > PAUSE_CACHE_SECONDS:
+                started = time.monotonic()
+                async with self.engine.connect() as conn:
+                    rows = await conn.execute(_PAUSED)
+                    self._paused = {k: r or "" for k, r in rows}
+                self._paused_read = started
         return self._paused
 
     async def check(self, key: str) -> Hold | None:
@@ -216,7 +231,7 @@ class Destinations:
         if self.redis is None:
             return
         breaker = self.breakers[key]
-        if breaker.state == "closed" and not any(f for _, f in breaker.outcomes) and not breaker.trips:
+        if breaker.state == "closed" and not breaker.failures and not breaker.trips:
             return
         try:
             await self.redis.set(PUBLISH_PREFIX + key, json.dumps(breaker.as_dict(time.monotonic())), ex=600)
