@@ -14,7 +14,7 @@ events a second and one that delivers thousands.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+import msgspec
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -36,6 +37,7 @@ SNIPPET_BYTES = 4096
 MAX_RESPONSE_BYTES = 5 * 1024 * 1024
 REDACT_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"})
 MAX_CONNECTIONS = 200
+_encode = msgspec.json.Encoder().encode
 
 
 class OutboundClient:
@@ -55,8 +57,7 @@ class OutboundClient:
                 connector=connector,
                 headers={"user-agent": USER_AGENT},
                 trust_env=False,  # no proxy from the environment: a proxy would dial past the guard
-                auto_decompress=True,
-                skip_auto_headers=(),
+                cookie_jar=aiohttp.DummyCookieJar(),  # each call stands alone: no cookie goes from one to the next
             )
         return self._session
 
@@ -134,7 +135,10 @@ def target_url(url: str, params: Mapping[str, Any] | None) -> URL:
 
 
 def _json_bytes(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    try:
+        return _encode(value)
+    except (TypeError, ValueError, OverflowError):  # say it in json's words (a value JSON cannot hold)
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 async def send(
@@ -171,20 +175,14 @@ async def send(
         send_headers.setdefault("content-type", "application/json")
     summary["body"] = (body or b"")[:SNIPPET_BYTES].decode("utf-8", errors="replace")
     try:
-        # aiohttp's total timeout bounds connect, send and every read, so a server trickling its answer
-        # byte by byte cannot hold a worker slot past ``timeout``.
-        async with asyncio.timeout(timeout):
-            async with client.session.request(
-                method,
-                target,
-                headers=send_headers,
-                data=body,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as response:
-                raw = await _read_capped(response, summary)
-                status = response.status
-                response_headers = {k.lower(): v for k, v in response.headers.items()}
+        # aiohttp's total timeout bounds the whole exchange (connect, send, every read of the answer), so
+        # a server trickling its answer byte by byte cannot hold a worker slot past ``timeout``.
+        async with client.session.request(
+            method, target, headers=send_headers, data=body, allow_redirects=False, timeout=_timeout(timeout)
+        ) as response:
+            raw = await _read_capped(response, summary)
+            status = response.status
+            response_headers = {k.lower(): v for k, v in response.headers.items()}
     except EgressBlocked as exc:
         raise PermanentError(str(exc), request=summary) from None
     except TimeoutError:
@@ -212,6 +210,11 @@ async def send(
     raise PermanentError(message, request=summary, response=output)
 
 
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=seconds)
+
+
 def _describe(exc: BaseException) -> str:
     """A connection failure in a few words: which kind, where, and the system's reason."""
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -228,6 +231,8 @@ async def _read_capped(response: aiohttp.ClientResponse, summary: dict[str, Any]
     length = response.content_length
     if length is not None and length > MAX_RESPONSE_BYTES:
         raise PermanentError(f"response body over {MAX_RESPONSE_BYTES} bytes", request=summary)
+    if length is not None and "content-encoding" not in response.headers:
+        return await response.read()  # its length is known and within the limit
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):
