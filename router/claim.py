@@ -1,10 +1,11 @@
 """Claiming received events and creating their runs, many events in one transaction.
 
-A claim is one ``UPDATE … RETURNING``: it marks up to N ``received`` events ``routed`` and returns them,
-so two workers never route the same event (PostgreSQL skips rows another worker has locked; SQLite has
-one writer at a time). In the same transaction each event is matched against the rule set in force, a
-run and its steps are created per matching rule, and each event gets its final routing state
-(``routed`` with its match count, or ``unmatched``). A worker that dies mid-claim leaves nothing behind:
+A claim reads up to N ``received`` events and, in the same transaction, matches each against the rule
+set in force, creates a run and its steps per matching rule, and gives each event its routing state
+(``routed`` with its match count, or ``unmatched``): one write per event. Two workers never route the
+same event: on PostgreSQL the read locks the rows and skips those another worker has locked
+(``FOR UPDATE SKIP LOCKED``); on SQLite the transaction holds the database's write lock from its start
+(``BEGIN IMMEDIATE``, router.db.write_transaction). A worker that dies mid-claim leaves nothing behind:
 the transaction never committed, and the events are still ``received``.
 """
 
@@ -36,37 +37,30 @@ COLUMNS = (
     Event.body,
     Event.chain_depth,
 )
-_CLAIMED = {
-    "status": "routed",
-    "matched": 0,
-    "routed_at": bindparam("b_now"),
-    "ruleset_version": bindparam("b_version"),
-}
-_CLAIM_ONE = (
-    update(Event)
-    .where(Event.id == bindparam("b_id"), Event.status == "received")
-    .values(**_CLAIMED)
-    .returning(*COLUMNS)
-)
+_PICK_ONE = select(*COLUMNS).where(Event.id == bindparam("b_id"), Event.status == "received").with_for_update()
 _SET_ROUTED = (
     update(Event)
-    .where(Event.id == bindparam("b_id"))
-    .values(status=bindparam("b_status"), matched=bindparam("b_matched"))
+    .where(Event.id == bindparam("b_id"), Event.status == "received")
+    .values(
+        status=bindparam("b_status"),
+        matched=bindparam("b_matched"),
+        routed_at=bindparam("b_now"),
+        ruleset_version=bindparam("b_version"),
+    )
 )
 _INSERT_RUNS = insert(Run)
 _INSERT_STEPS = insert(RunStep)
 
 
-def claim_statement(limit: int) -> Any:
-    """Claim up to ``limit`` received events, oldest first."""
-    pick = (
-        select(Event.id)
+def pick_statement(limit: int) -> Any:
+    """Up to ``limit`` received events, oldest first, locked (PostgreSQL) past those another worker holds."""
+    return (
+        select(*COLUMNS)
         .where(Event.status == "received")
         .order_by(Event.received_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has a single writer anyway
+        .with_for_update(skip_locked=True)
     )
-    return update(Event).where(Event.id.in_(pick.scalar_subquery())).values(**_CLAIMED).returning(*COLUMNS)
 
 
 @dataclass
@@ -79,32 +73,39 @@ class Claimed:
 
 
 async def claim_batch(conn: AsyncConnection, ruleset: RuleSet, limit: int) -> Claimed:
-    """Claim and route up to ``limit`` received events (in the caller's transaction)."""
-    now = utcnow()
-    rows = (await conn.execute(claim_statement(limit), {"b_now": now, "b_version": ruleset.version})).all()
-    return await route(conn, rows, ruleset, now)
+    """Claim and route up to ``limit`` received events (in the caller's write transaction)."""
+    rows = (await conn.execute(pick_statement(limit))).all()
+    return await route(conn, rows, ruleset, utcnow())
 
 
 async def claim_one(conn: AsyncConnection, ruleset: RuleSet, event_id: str) -> Claimed | None:
-    """Claim and route one event; None when it is not (or no longer) ``received``."""
-    now = utcnow()
-    params = {"b_id": event_id, "b_now": now, "b_version": ruleset.version}
-    rows = (await conn.execute(_CLAIM_ONE, params)).all()
+    """Claim and route one event (in the caller's write transaction); None when it is not ``received``."""
+    rows = (await conn.execute(_PICK_ONE, {"b_id": event_id})).all()
     if not rows:
         return None
-    return await route(conn, rows, ruleset, now)
+    return await route(conn, rows, ruleset, utcnow())
 
 
 async def route(conn: AsyncConnection, rows: Any, ruleset: RuleSet, now: datetime) -> Claimed:
     """Match claimed events, create their runs and steps, and record each event's routing state."""
     claimed = Claimed(events=len(rows))
+    if not rows:
+        return claimed
     runs: list[dict[str, Any]] = []
     steps: list[dict[str, Any]] = []
     states: list[dict[str, Any]] = []
     for row in rows:
         event = event_from_row(row)
         matched = match_rules(ruleset, event["source"], build_context(event, ruleset.secrets))
-        states.append({"b_id": row.id, "b_status": "routed" if matched else "unmatched", "b_matched": len(matched)})
+        states.append(
+            {
+                "b_id": row.id,
+                "b_status": "routed" if matched else "unmatched",
+                "b_matched": len(matched),
+                "b_now": now,
+                "b_version": ruleset.version,
+            }
+        )
         if not matched:
             claimed.unmatched += 1
         event_plans = []
@@ -142,7 +143,6 @@ async def route(conn: AsyncConnection, rows: Any, ruleset: RuleSet, now: datetim
         if len(event_plans) == 1:
             event_plans[0].finishes_event = True  # the event's state is written with its only run's
         claimed.plans.extend(event_plans)
-        log.debug("event_routed", event_id=row.id, matched=len(matched))
     if runs:
         await conn.execute(_INSERT_RUNS, runs)
         await conn.execute(_INSERT_STEPS, steps)

@@ -27,7 +27,9 @@ from sqlalchemy import select, update
 
 from router import queue
 from router.claim import Claimed, claim_batch
+from router.db import write_transaction
 from router.delivery import RunPlan
+from router.ledger import describe
 from router.models import Event, Run, utcnow
 
 if TYPE_CHECKING:
@@ -107,7 +109,7 @@ class Consumer:
             try:
                 claimed = await self._claim(min(free, self.batch))
             except Exception as exc:  # the database is away: look again shortly
-                log.warning("claim_failed", error=f"{type(exc).__name__}: {exc}")
+                log.warning("claim_failed", error=describe(exc))
                 await asyncio.sleep(POLL_SECONDS)
                 looked = False
                 continue
@@ -132,7 +134,7 @@ class Consumer:
 
     async def _claim(self, limit: int) -> Claimed:
         ruleset = self.state.rules.current
-        async with self.state.engine.begin() as conn:
+        async with write_transaction(self.state.engine) as conn:
             claimed = await claim_batch(conn, ruleset, limit)
         if claimed.events:
             self.claims += 1
@@ -158,7 +160,10 @@ class Consumer:
     async def _deliver(self, event_id: str, plans: list[RunPlan]) -> None:
         state = self.state
         ruleset = state.rules.current
-        await asyncio.gather(*(state.run(plan, ruleset.rules.get(plan.rule_id), ruleset) for plan in plans))
+        if len(plans) == 1:  # the common case: no gather, no extra task
+            await state.run(plans[0], ruleset.rules.get(plans[0].rule_id), ruleset)
+        else:
+            await asyncio.gather(*(state.run(plan, ruleset.rules.get(plan.rule_id), ruleset) for plan in plans))
         if not plans[0].finishes_event:
             await state.settle_event(event_id)
 

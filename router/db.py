@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -36,7 +38,9 @@ def create_engine(url: str, *, durable: bool = False) -> AsyncEngine:
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, json_serializer=_json)
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, json_serializer=_json, json_deserializer=msgspec.json.decode
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -48,7 +52,31 @@ def create_engine(url: str, *, durable: bool = False) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, json_serializer=_json)
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        json_serializer=_json,
+        json_deserializer=msgspec.json.decode,
+    )
+
+
+@asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction that reads rows it is about to change.
+
+    On SQLite it holds the database's write lock from its start (``BEGIN IMMEDIATE``, waiting for it
+    like any writer), so no other writer can commit between its reads and its writes; PostgreSQL's
+    callers lock the rows they read instead (``FOR UPDATE``).
+    """
+    async with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            await conn.execute(_BEGIN_IMMEDIATE)  # the driver begins no transaction of its own before
+        yield conn
+
+
+_BEGIN_IMMEDIATE = text("BEGIN IMMEDIATE")
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

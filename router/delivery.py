@@ -224,8 +224,8 @@ class Deliverer:
                 await self.enqueue("execute_run", plan.id, job_id=job_id, defer=delay)
             except Exception as exc:  # Redis down: the reconciler enqueues it under the same job id
                 log.warning("retry_enqueue_failed", run_id=plan.id, error=str(exc))
-        elif run_status is not None:
-            log.debug("run_finished", run_id=plan.id, rule=plan.rule_id, status=run_status)
+        elif run_status is not None and run_status != "succeeded":  # successes are counted, not logged one by one
+            log.info("run_finished", run_id=plan.id, rule=plan.rule_id, status=run_status)
         return outcome
 
     async def _execute(

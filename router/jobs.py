@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from router.claim import claim_one
 from router.consumer import Consumer
+from router.db import write_transaction
 from router.delivery import TERMINAL, Deliverer, RunPlan, StepRow
 from router.models import Event, Run, RunStep, utcnow
 from router.routing import event_from_row
@@ -95,7 +96,7 @@ async def process_event(ctx: dict[str, Any], event_id: str) -> int:
     """
     state = _state(ctx)
     ruleset = state.rules.current
-    async with state.engine.begin() as conn:
+    async with write_transaction(state.engine) as conn:
         claimed = await claim_one(conn, ruleset, event_id)
         if claimed is not None:
             plans = claimed.plans

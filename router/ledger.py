@@ -116,7 +116,7 @@ class LedgerWriter:
             if len(batch) == 1:
                 _settle(batch[0][1], exc)
                 return
-            log.warning("ledger_batch_failed", error=f"{type(exc).__name__}: {exc}", units=len(batch))
+            log.warning("ledger_batch_failed", error=describe(exc), units=len(batch))
             for unit, future in batch:  # one at a time: only the unit at fault fails
                 try:
                     async with self.engine.begin() as conn:
@@ -130,6 +130,12 @@ class LedgerWriter:
         self.units += len(batch)
         for _, future in batch:
             _settle(future, None)
+
+
+def describe(exc: BaseException) -> str:
+    """A database error in one line, without the statement's parameters (they may hold payloads)."""
+    reason = getattr(exc, "orig", None) or exc
+    return f"{type(reason).__name__}: {str(reason).splitlines()[0] if str(reason) else ''}"
 
 
 def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
