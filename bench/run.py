@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HOST, check_redis, http, percentile, purge_queue, raise_on_sigterm
+from _common import HOST, check_redis, group_cpu_seconds, http, percentile, purge_queue, raise_on_sigterm
 from _load import burst, event_bytes, lua_folder, paced, run_wrk, serial, wrk_script
 from _profile import Profiler
 from _stack import Stack, create_pg_database, drop_pg_database, router_check_seconds, rss_mb
@@ -176,12 +176,18 @@ def drain(
     ok = asyncio.run(burst(stack.web_port, stack.hook_path, count, body_maker(label + uuid.uuid4().hex[:6])))
     for i in range(workers):
         stack.start_worker(f"worker-{i}")
+    while stack.sink_count() == 0:  # CPU is counted from the first delivery: start-up (imports) is not delivery
+        stack.children.check_alive()
+        time.sleep(0.01)
+    cpu0 = sum(group_cpu_seconds(w.pid) for w in stack.workers)
     if prof is not None and prof.enabled:
         threading.Thread(target=prof.record, args=(label, {"worker": stack.workers[0]}, 6.0), daemon=True).start()
     stats = stack.wait_delivered(ok, idle_timeout=60, max_seconds=max_seconds)
+    cpu = sum(group_cpu_seconds(w.pid) for w in stack.workers) - cpu0
     span = max(1e-9, stats["last"] - stats["first"])
     delivered = stats["unique_keys"]
     return {
+        "worker_cpu_ms_per_event": cpu * 1000 / max(1, delivered - 1),
         "queued": ok,
         "delivered": delivered,
         "per_s": (delivered - 1) / span if delivered > 1 else float("nan"),
@@ -397,7 +403,8 @@ def run_suite(args: argparse.Namespace, plan: Plan, database_url: str | None, la
             rep.raw["drain"] = d
             rep.add(
                 f"delivered/s, worker draining {d['queued']:,} queued events alone",
-                f"{fmt(d['per_s'])} ({d['per_s'] / floor:.2f} x floor; {d['ms_per_event']:.2f} ms/event); "
+                f"{fmt(d['per_s'])} ({d['per_s'] / floor:.2f} x floor; {d['ms_per_event']:.2f} ms/event, "
+                f"{d['worker_cpu_ms_per_event']:.2f} ms of worker CPU/event); "
                 f"lost {d['lost']}, duplicates {d['duplicates']}",
                 "≥ 2,000 and ≥ 0.5 x floor, 0 lost, 0 duplicates",
                 d["per_s"] >= 2000 and d["per_s"] >= 0.5 * floor and d["lost"] == 0 and d["duplicates"] == 0,
