@@ -62,7 +62,7 @@ def principal_of(request: Request[Any, Any, Any]) -> Principal:
 
 
 async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """The app-wide guard."""
+    """The guard of every route but ingest (which its source's signature scheme authenticates)."""
     if handler.opt.get("public") or connection.scope["path"].startswith("/schema"):  # OpenAPI: public
         return
     principal = await resolve(connection)
@@ -87,9 +87,10 @@ async def check_csrf(connection: ASGIConnection[Any, Any, Any, Any], expected: s
         raise PermissionDeniedException("missing or wrong CSRF token; reload the page and try again")
 
 
-def security_headers(message: Message, scope: Scope) -> None:
+async def security_headers(message: Message, scope: Scope) -> None:
     """A ``before_send`` hook: CSP and friends on every response, also the 404 of an unknown path (the
-    OpenAPI pages under /schema keep their own needs)."""
+    OpenAPI pages under /schema keep their own needs). Async, so Litestar calls it in place rather than
+    handing each response to a thread."""
     if message["type"] != "http.response.start" or scope["path"].startswith("/schema"):
         return
     headers = list(message.get("headers", []))
