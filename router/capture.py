@@ -70,6 +70,8 @@ class EventWriter:
         self.queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[Stored]]] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
         self.background: set[asyncio.Task[None]] = set()
+        self._pending: list[str] = []
+        self._notifier: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name="event-writer")
@@ -111,14 +113,23 @@ class EventWriter:
                 self.queue.task_done()
             fresh = [eid for eid, dup in results if not dup]
             if fresh and self.on_committed is not None:
-                task = asyncio.create_task(self._notify(fresh))
-                self.background.add(task)
-                task.add_done_callback(self.background.discard)
+                self._pending.extend(fresh)
+                if self._notifier is None or self._notifier.done():
+                    self._notifier = asyncio.create_task(self._notify())
+                    self.background.add(self._notifier)
+                    self._notifier.add_done_callback(self.background.discard)
 
-    async def _notify(self, ids: list[str]) -> None:
+    async def _notify(self) -> None:
+        """Tell the workers about committed events: one call for everything committed while the last ran.
+
+        Under load the calls are fewer than the commits (a call carries every batch committed during the
+        previous one); idle, each commit is told at once.
+        """
         assert self.on_committed is not None
-        crash_point("after_commit")  # test-only (router/faults.py): committed (202 given), not yet enqueued
-        try:
-            await self.on_committed(ids)
-        except Exception as exc:  # Redis down: the sweep enqueues these later
-            log.warning("enqueue_failed", error=str(exc), events=len(ids))
+        crash_point("after_commit")  # test-only (router/faults.py): committed (202 given), workers not yet told
+        while self._pending:
+            ids, self._pending = self._pending, []
+            try:
+                await self.on_committed(ids)
+            except Exception as exc:  # Redis down: the workers find the events when they next look
+                log.warning("enqueue_failed", error=str(exc), events=len(ids))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, Response, get, post, route
+from litestar import MediaType, Request, Response, get, post, route
 from litestar.datastructures import State
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import PathParameter, QueryParameter
@@ -21,13 +21,15 @@ def headers_of(request: Request[Any, Any, Any]) -> dict[str, str]:
     return fold_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"])
 
 
-def incoming(request: Request[Any, Any, Any], source: str, raw: bytes) -> Incoming:
+def incoming(
+    request: Request[Any, Any, Any], source: str, raw: bytes, headers: dict[str, str] | None = None
+) -> Incoming:
     return Incoming(
         source=source,
         method=request.method,
-        path=request.url.path,
-        headers=headers_of(request),
-        query=fold_pairs(request.query_params.multi_items()),
+        path=request.scope["path"],
+        headers=headers if headers is not None else headers_of(request),
+        query=fold_pairs(request.query_params.multi_items()) if request.scope["query_string"] else {},
         raw=raw,
     )
 
@@ -42,25 +44,26 @@ def incoming(request: Request[Any, Any, Any], source: str, raw: bytes) -> Incomi
 )
 async def receive(
     request: Request[Any, Any, Any],
-    state: State,
     source: Annotated[str, PathParameter(description="The source id from the rule files.")],
 ) -> Response[Any]:
     """Verify the request against its source, commit it to the database, then answer 202 with its id."""
+    state = request.app.state  # read in place: an injected ``State`` is a copy made per request
     ruleset = state.rules.current
+    headers = headers_of(request)
     try:
         find_source(ruleset, source)  # 404 and 415 before reading the body
-        check_content_encoding(headers_of(request))
+        check_content_encoding(headers)
         raw = await read_body(request, state.settings.max_body_bytes)
     except IngestError as exc:
         return unread(exc)
-    row = accept(ruleset, incoming(request, source, raw))
+    row = accept(ruleset, incoming(request, source, raw, headers))
     try:
         event_id, duplicate = await state.writer.store(row)
     except Exception:
         return problem(503, "Storage unavailable", "the event could not be stored; retry later")
     if duplicate:
         return Response({"event_id": event_id, "duplicate": True}, status_code=200)
-    return Response({"event_id": event_id}, status_code=202)
+    return Response(b'{"event_id":"%s"}' % event_id.encode(), status_code=202, media_type=MediaType.JSON)
 
 
 def unread(exc: IngestError) -> Response[Any]:
