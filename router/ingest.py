@@ -77,6 +77,9 @@ def find_source(ruleset: RuleSet, source_id: str) -> CompiledSource:
     source = ruleset.sources.get(source_id)
     if source is None:
         raise IngestError(404, "Unknown source", f"no source {source_id!r} is defined in the rule files")
+    if not source.takes_webhooks:
+        how = "polled" if source.kind == "poll" else "scheduled"
+        raise IngestError(404, "Not a webhook source", f"source {source_id!r} is {how}: it has no webhook URL")
     return source
 
 
