@@ -205,6 +205,7 @@ def new_event_row(
     chain_depth: int = 0,
     dedupe: str | None = None,
     parent_step_id: str | None = None,
+    via: str | None = None,
 ) -> dict[str, Any]:
     received_at = datetime.now(UTC)
     event_id = new_id()
@@ -217,6 +218,7 @@ def new_event_row(
         headers=req.headers,
         query=req.query,
         body=body,
+        via=via,
     )
     return {
         "id": event_id,
@@ -234,4 +236,5 @@ def new_event_row(
         "matched": 0,
         "chain_depth": chain_depth,
         "parent_step_id": parent_step_id,
+        "via": via if via is not None else ("emit" if parent_step_id else None),
     }

@@ -35,6 +35,7 @@ _EVENT_COLUMNS = (
     Event.status,
     Event.chain_depth,
     Event.routed_at,
+    Event.via,
 )
 
 
