@@ -53,9 +53,7 @@ class Verify(_Model):
 class Source(_Model):
     """Where events come from: webhooks at ``POST /hooks/{id}``, or an API polled, or a schedule."""
 
-    id: Slug = Field(
-        description="The source id; a webhook source's URL is `POST /hooks/{id}`.", examples=["github"]
-    )
+    id: Slug = Field(description="The source id; a webhook source's URL is `POST /hooks/{id}`.", examples=["github"])
     description: str = Field("", description="What sends to this source.", examples=["GitHub repository webhooks"])
     preset: str | None = Field(
         None,

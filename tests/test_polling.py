@@ -140,7 +140,7 @@ async def test_an_unchanged_first_page_costs_one_304_with_if_none_match(
     api = PagedAPI.start(api_server, style="link", page_size=10)
     api.add(3)
     # no cursor: the first request is the same every time, so its ETag is sent back
-    p = await poller_factory({"shop.yaml": rules(api, cursor="", query="")})
+    p = await poller_factory({"shop.yaml": rules(api, cursor="", query="", etag="true")})
     first = await p.poll()
     assert len(first.new) == 3
     assert "if-none-match" not in api.requests[0].headers

@@ -98,7 +98,7 @@ BAD = [
     ),
     (
         "sources:\n  - id: a\n    poll: {url: 'https://x.test/a', every: 1m, items: body, id: id, pages: 3}\n",
-        "sources[0].poll.pages: unknown field; allowed: cron, cursor, every",
+        "sources[0].poll.pages: unknown field; allowed: cron, cursor, etag, every",
     ),
     (
         "sources:\n  - id: a\n    verify: {scheme: none}\n"
@@ -168,7 +168,8 @@ def test_presets_fill_in_and_the_block_overrides() -> None:
         "authorization": "Bearer x",
     }
     assert eff["query"] == {"per_page": "30"}
-    assert (eff["items"], eff["id"], eff["next"], eff["stop_at_seen"]) == ("body", "id", "link", True)
+    assert (eff["items"], eff["id"], eff["next"]) == ("body", "id", "link")
+    assert eff["stop_at_seen"] is eff["etag"] is True
 
 
 def test_cron_in_a_time_zone_across_daylight_saving() -> None:

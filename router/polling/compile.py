@@ -54,6 +54,7 @@ class CompiledPoll:
     max_pages: int
     timeout: float
     stop_at_seen: bool
+    etag: bool
     location: str
     spec_hash: str
     preset: str | None = None
@@ -177,6 +178,7 @@ def compile_poll(spec: PollSpec, kind: str, loader: Reporter, locator: Locator, 
         max_pages=int(eff.get("max_pages") or DEFAULT_MAX_PAGES),
         timeout=timeout,
         stop_at_seen=bool(eff.get("stop_at_seen")),
+        etag=bool(eff.get("etag")),
         location=locator.describe(path),
         spec_hash=_hash(eff),
         preset=spec.preset,

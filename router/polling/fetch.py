@@ -241,7 +241,7 @@ async def run_pass(
             out.notes.append(f"stopped after {out.pages} page(s) ({why}); the next poll goes on from page {page + 1}")
             out.resume = _resume(request, first, page)
             return out
-        if request is first and etag and etag_key == first.key():
+        if request is first and poll.etag and etag and etag_key == first.key():
             conditional = first.headers | {"if-none-match": etag}
             request = PageRequest(first.method, first.url, conditional, first.query, first.json)
         out.requests.append(request)
@@ -263,7 +263,7 @@ async def run_pass(
         if reply.status == 304:
             out.not_modified = out.complete = True
             return out
-        if page == 0:
+        if page == 0 and poll.etag:
             out.etag, out.etag_key = reply.headers.get("etag"), first.key()
         page_ctx = {
             "status": reply.status,

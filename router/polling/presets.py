@@ -78,6 +78,7 @@ POLL_PRESETS: dict[str, PollPreset] = {
                 "id": "id",
                 "next": "link",
                 "max_pages": 3,
+                "etag": True,
                 "stop_at_seen": True,
             },
             event_type="body.type",

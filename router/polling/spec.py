@@ -100,6 +100,11 @@ class PollSpec(_Timed):
         None, ge=1, le=1000, description="Most pages per poll (default 20); the next poll goes on from there."
     )
     timeout: str | int | float | None = Field(None, description="Timeout of each request (default 15s).")
+    etag: bool | None = Field(
+        None,
+        description="Send the first page's ETag back (If-None-Match); a 304 ends the poll at no cost. Only for "
+        "lists whose first page changes whenever anything is new (newest first).",
+    )
     stop_at_seen: bool | None = Field(
         None,
         description="Stop paging at a page holding an item already stored: for newest-first lists with no cursor.",
