@@ -185,6 +185,18 @@ def test_cron_in_a_time_zone_across_daylight_saving() -> None:
     assert [t.hour for t in ticks] == [8, 8, 7]
 
 
+def test_every_ticks_on_whole_multiples_of_its_interval() -> None:
+    assert Every(3600.0).next_after(datetime(2026, 5, 4, 10, 17, 3, tzinfo=UTC)) == datetime(2026, 5, 4, 11, tzinfo=UTC)
+    assert Every(30.0).next_after(datetime(2026, 5, 4, 10, 17, 30, tzinfo=UTC)) == datetime(
+        2026, 5, 4, 10, 18, tzinfo=UTC
+    )
+    ticks, total = ticks_between(
+        Every(60.0), datetime(2026, 5, 4, 10, 0, 30, tzinfo=UTC), datetime(2026, 5, 4, 10, 3, tzinfo=UTC), 5
+    )
+    assert total == 3
+    assert [t.minute for t in ticks] == [1, 2, 3]
+
+
 def test_every_ticks_and_a_long_gap_keeps_only_the_newest() -> None:
     every = Every(60.0)
     start = datetime(2026, 1, 1, tzinfo=UTC)

@@ -214,6 +214,7 @@ rules:
     moments = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in ticks]
     gaps = {(b - a).total_seconds() for a, b in itertools.pairwise(moments)}
     assert gaps == {2.0}, ticks
+    assert all(m.microsecond == 0 and m.second % 2 == 0 for m in moments), ticks  # on whole multiples of 2 s
     assert len(set(ticks)) == len(ticks)
     assert {r.via for r in rows} == {"schedule"}
     print(f"\nschedule every 2s in a worker: {len(rows)} events, ticks {ticks[0]} … {ticks[-1]}, 2 s apart, none twice")

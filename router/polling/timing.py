@@ -7,6 +7,7 @@ Every time here is an aware UTC ``datetime``; callers pass ``now`` in, so tests 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,12 +22,16 @@ MAX_WALK = 100_000
 
 @dataclass(frozen=True)
 class Every:
-    """A fixed interval."""
+    """A fixed interval, its ticks on whole multiples of it since 1970-01-01 UTC (every: 1h is on the hour)."""
 
     seconds: float
 
     def next_after(self, moment: datetime) -> datetime:
-        return moment + timedelta(seconds=self.seconds)
+        """The first tick strictly after ``moment``."""
+        return self.tick(math.floor(moment.timestamp() / self.seconds) + 1)
+
+    def tick(self, n: int) -> datetime:
+        return datetime.fromtimestamp(n * self.seconds, UTC)
 
     def interval(self, moment: datetime) -> float:
         return self.seconds
@@ -85,9 +90,10 @@ def ticks_between(timing: Timing, after: datetime, until: datetime, limit: int) 
     the count stops growing and the newest ticks are found from ``until`` back.
     """
     if isinstance(timing, Every):
-        total = max(0, int((until - after).total_seconds() // timing.seconds))
-        first = max(1, total - limit + 1)
-        return [after + timedelta(seconds=timing.seconds * k) for k in range(first, total + 1)], total
+        first = math.floor(after.timestamp() / timing.seconds) + 1
+        last = math.floor(until.timestamp() / timing.seconds)
+        total = max(0, last - first + 1)
+        return [timing.tick(n) for n in range(max(first, last - limit + 1), last + 1)], total
     ticks: list[datetime] = []
     total = 0
     tick = timing.next_after(after)
@@ -105,8 +111,8 @@ def ticks_between(timing: Timing, after: datetime, until: datetime, limit: int) 
 
 
 def after_success(timing: Timing, started: datetime, now: datetime) -> datetime:
-    """The next poll after one that worked: the next tick, never sooner than a second from now."""
-    return max(timing.next_after(started if isinstance(timing, Every) else now), now + timedelta(seconds=1))
+    """The next poll after one that worked: the first tick after it started, and not sooner than a second from now."""
+    return max(timing.next_after(started), now + timedelta(seconds=1))
 
 
 def after_failure(timing: Timing, now: datetime, failures: int, retry_after: float | None = None) -> datetime:
