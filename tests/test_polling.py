@@ -63,13 +63,15 @@ class Poller:
             return (await conn.execute(select(PollState).where(PollState.source == source))).one()
 
 
-async def make_poller(tmp_path: Path, database_url: str, files: dict[str, str], **settings: Any) -> Poller:
+async def make_poller(
+    tmp_path: Path, database_url: str, files: dict[str, str], env: dict[str, str] | None = None, **settings: Any
+) -> Poller:
     folder = write_rules(tmp_path / "rules", files)
     values = {"database_url": database_url, "rules_dir": folder, "egress_allow": "127.0.0.0/8"} | settings
     s = load_settings(**values)
     engine = db.create_engine(s.database_url)
     await db.migrate(engine)
-    return Poller(s, load_ruleset(folder, env={}), engine, create_client(s))
+    return Poller(s, load_ruleset(folder, env=env or {}), engine, create_client(s))
 
 
 @pytest.fixture
