@@ -56,7 +56,13 @@ def state_dict(state: Any, pull: Pull, now: datetime) -> dict[str, Any]:
         "problem": health.reason or None,
     }
     if state is None:
-        return out
+        keys = ("cursor", "next_poll_at", "last_poll_at", "last_success_at", "last_tick_at", "last_error")
+        return (
+            out
+            | dict.fromkeys(keys)
+            | {"failures": 0, "polling_now": None, "unfinished_pass": None}
+            | {"first_seen_at": None}
+        )
     leased = state.lease_until is not None and state.lease_until >= now
     return out | {
         "cursor": state.cursor,
