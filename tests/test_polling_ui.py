@@ -74,6 +74,11 @@ sources:
         assert "every 30s" in html
         assert 'data-testid="poll-cursor">&#34;2026-12-01T10:00:04Z&#34;<' in html or "2026-12-01T10:00:04Z" in html
 
+        listing = (await r.client.get("/events?source=shop-orders")).text
+        assert listing.count('data-testid="event-via">poll<') == 5
+        event = (await r.client.get(f"/events/{ok.new[0]}")).text
+        assert 'data-testid="event-via">polling its API<' in event
+
         overview = (await r.client.get("/")).text
         assert 'href="/sources/shop-orders" data-testid="source-link-shop-orders"' in overview
         assert 'data-testid="source-url-shop-orders"' not in overview  # a polled source has no webhook URL
