@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
 
 from router.cli import main
 from tests.conftest import write_rules
 from tests.poll_api import PagedAPI, rules
-from tests.test_polling_workers import events
+from tests.test_polling_workers import db_read, events
+
+
+def poll_states(database_url: str) -> list[object]:
+    from sqlalchemy import select
+
+    from router.models import PollState
+
+    async def read(conn: object) -> list[object]:
+        return list((await conn.execute(select(PollState.source))).all())  # type: ignore[attr-defined]
+
+    result: list[object] = db_read(database_url, read)
+    return result
+
 
 pytestmark = pytest.mark.postgres
 
@@ -25,6 +40,15 @@ def api_server() -> Iterator[HTTPServer]:
     yield server
     server.clear()
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def own_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`router poll` sets up logging on the runner's stderr: undo it after, and start without handlers an
+    earlier test left on streams that are closed now."""
+    monkeypatch.setattr(logging.root, "handlers", [])
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
@@ -60,6 +84,7 @@ def test_dry_run_prints_what_would_be_emitted_and_stores_nothing(
     assert '  + o-0  {"id":"o-0","updated_at":"2026-12-01T10:00:00Z","total":10}' in dry.output
     assert 'cursor after this poll: "2026-12-01T10:00:04Z"' in dry.output
     assert events(database_url) == []
+    assert poll_states(database_url) == []  # not even the source's state row
 
     once = runner.invoke(main, ["poll", "shop-orders", "--once"])
     assert once.exit_code == 0, once.output
@@ -69,7 +94,7 @@ def test_dry_run_prints_what_would_be_emitted_and_stores_nothing(
 
     api.add(1, start=5)
     dry = runner.invoke(main, ["poll", "shop-orders", "--once", "--dry-run", "--format", "json"])
-    report = json.loads(dry.output)
+    report = json.loads(dry.stdout)  # the report alone on stdout; log lines go to stderr
     assert [w["id"] for w in report["would_emit"]] == ["o-5"]
     assert report["already_stored"] == 1  # o-4 is at the cursor, so listed again, and already stored
     again = runner.invoke(main, ["poll", "shop-orders", "--once"])

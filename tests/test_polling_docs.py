@@ -7,12 +7,14 @@ pointed at a loopback server serving the documented responses (for Stripe, the p
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import structlog
 from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
 from werkzeug.wrappers import Request, Response
@@ -40,6 +42,14 @@ def console(command: str) -> list[str]:
     """The lines the page shows for ``$ command`` (up to the next prompt or the block's end)."""
     block = DOC.split(f"$ {command}\n", 1)[1].split("```", 1)[0]
     return [line for line in block.split("$ ", 1)[0].splitlines() if line.strip() and "…" not in line]
+
+
+@pytest.fixture(autouse=True)
+def own_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`router poll` sets up logging on the runner's stderr: undo it after."""
+    monkeypatch.setattr(logging.root, "handlers", [])
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

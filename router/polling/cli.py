@@ -90,11 +90,13 @@ def poll_command(source: str, once: bool, dry_run: bool, fmt: str) -> None:
     from router import db
     from router.cli import _prepare_database, _settings
     from router.http import create_client
+    from router.logs import configure
     from router.worker import create_redis, load_rules
 
     if dry_run and not once:
         raise click.UsageError("--dry-run polls once: add --once")
     settings = _settings()
+    configure(settings.log_level)  # log lines go to stderr: stdout is the report (JSON with --format json)
     _prepare_database(settings)
 
     async def main() -> int:

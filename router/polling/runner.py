@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from router import queue
 from router.http import redact_headers
 from router.ingest import Incoming, new_event_row
-from router.models import new_id, utcnow
+from router.models import PollState, new_id, utcnow
 from router.polling import store
 from router.polling.compile import CompiledPoll, CompiledSchedule
 from router.polling.fetch import Fetch, Found, PassResult, greater, http_fetch, run_pass, template_context
@@ -135,10 +135,10 @@ async def poll_once(
     if pull is None:
         raise ValueError(f"source {source.id!r} is a webhook source: nothing to poll")
     now = now or deps.clock()
-    await store.sync_states(deps.engine, {source.id: pull}, now)
     if dry_run:
         assert isinstance(pull, CompiledPoll), "a schedule has nothing to fetch"
         return await _dry_run(deps, source, pull, ruleset, now)
+    await store.sync_states(deps.engine, {source.id: pull}, now)
     lease = await store.take_lease(deps.engine, source.id, deps.holder, now, deps.settings.poll_lease, force=force)
     if lease is None:
         state = await store.read_state(deps.engine, source.id)
@@ -382,7 +382,10 @@ async def _dry_run(
 ) -> PollReport:
     """Fetch as a poll would and say what it would emit; store nothing, take no lease, move no cursor."""
     state = await store.read_state(deps.engine, source.id)
-    assert state is not None
+    if state is None:  # not polled yet: as its first poll would (a dry run writes nothing, not even this)
+        state = PollState(source=source.id, kind=poll.kind, created_at=now, cursor=None, resume=None, pass_cursor=None)
+    elif state.spec_hash != poll.spec_hash:  # the block changed: the next poll starts a fresh pass
+        state.resume = state.pass_cursor = None
     started = time.monotonic()
     ctx = template_context(ruleset.secrets, source.id, state.cursor, state.created_at.timestamp(), now.timestamp())
     result = await run_pass(
