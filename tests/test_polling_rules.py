@@ -215,3 +215,20 @@ def test_backoff_doubles_up_to_an_hour_and_retry_after_is_a_floor() -> None:
     assert after_success(every, now, now + timedelta(seconds=5)) == now + timedelta(seconds=30)
     cron = Cron("*/5 * * * *")
     assert after_failure(cron, now, 3) == now + timedelta(minutes=20)
+
+
+def test_router_check_reports_poll_problems_as_file_line_col(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from router.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    write_rules(tmp_path / "rules", {"pull.yaml": CONTRACT})
+    ok = CliRunner().invoke(main, ["check", "rules"])
+    assert ok.exit_code == 0, ok.output
+    assert "ok: 3 source(s), 0 rule(s) in 1 file(s)" in ok.output
+    broken = CONTRACT.replace("items: body.orders", "items: body.orders[?")
+    write_rules(tmp_path / "rules", {"pull.yaml": broken})
+    result = CliRunner().invoke(main, ["check", "rules"])
+    assert result.exit_code == 1
+    assert "rules/pull.yaml:9:14: sources[0].poll.items: invalid JMESPath" in result.output
