@@ -17,7 +17,7 @@ from litestar.static_files import create_static_files_router
 from router import __version__, db, queue, ui
 from router.access import authorize, security_headers
 from router.api import audit as audit_api
-from router.api import destinations, events, health, hooks, runs, users
+from router.api import destinations, events, health, hooks, runs, sources, users
 from router.api import rules as rules_api
 from router.api import secrets as secrets_api
 from router.api import uirules as uirules_api
@@ -140,6 +140,7 @@ def create_app(
             secrets_api.set_secret,
             secrets_api.delete_secret,
             audit_api.list_audit,
+            sources.source_polls,
             *uirules_api.HANDLERS,
             *(ui_handlers() if ui_pages else []),
         ],

@@ -36,6 +36,7 @@ COLUMNS = (
     Event.query,
     Event.body,
     Event.chain_depth,
+    Event.via,
 )
 _PICK_ONE = select(*COLUMNS).where(Event.id == bindparam("b_id"), Event.status == "received").with_for_update()
 _SET_ROUTED = (

@@ -366,6 +366,9 @@ def _add_delivery_commands() -> None:
 
     for command in ACCESS_COMMANDS:
         main.add_command(command)
+    from router.polling.cli import poll_command
+
+    main.add_command(poll_command)
 
 
 def _dev_first_start(settings: Settings) -> Settings:

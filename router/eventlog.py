@@ -52,6 +52,7 @@ _SUMMARY = (
     Event.method,
     Event.chain_depth,
     Event.dedupe_key,
+    Event.via,
 )
 
 
@@ -100,6 +101,7 @@ def event_summary(e: Any) -> dict[str, Any]:
         "method": e.method,
         "chain_depth": e.chain_depth,
         "dedupe_key": e.dedupe_key,
+        "via": e.via or "webhook",
     }
 
 

@@ -20,6 +20,8 @@ POINTS = {
     "after_commit": "capture: the events are committed, before they are enqueued on Redis",
     "after_send": "delivery: the action returned (e.g. the sink answered 2xx), before its outcome is recorded",
     "mid_chain": "delivery: a step is recorded, before the run's next step starts",
+    "poll_fetched": "polling: a poll's pages are fetched, before its events and cursor are committed",
+    "poll_committed": "polling: a poll's events and cursor are committed, before their routing is queued",
 }
 
 CRASH_EXIT_CODE = 137

@@ -77,6 +77,9 @@ def find_source(ruleset: RuleSet, source_id: str) -> CompiledSource:
     source = ruleset.sources.get(source_id)
     if source is None:
         raise IngestError(404, "Unknown source", f"no source {source_id!r} is defined in the rule files")
+    if not source.takes_webhooks:
+        how = "polled" if source.kind == "poll" else "scheduled"
+        raise IngestError(404, "Not a webhook source", f"source {source_id!r} is {how}: it has no webhook URL")
     return source
 
 
@@ -202,6 +205,7 @@ def new_event_row(
     chain_depth: int = 0,
     dedupe: str | None = None,
     parent_step_id: str | None = None,
+    via: str | None = None,
 ) -> dict[str, Any]:
     received_at = datetime.now(UTC)
     event_id = new_id()
@@ -214,6 +218,7 @@ def new_event_row(
         headers=req.headers,
         query=req.query,
         body=body,
+        via=via,
     )
     return {
         "id": event_id,
@@ -231,4 +236,5 @@ def new_event_row(
         "matched": 0,
         "chain_depth": chain_depth,
         "parent_step_id": parent_step_id,
+        "via": via if via is not None else ("emit" if parent_step_id else None),
     }

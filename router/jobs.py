@@ -38,6 +38,7 @@ _EVENT_COLUMNS = (
     Event.status,
     Event.chain_depth,
     Event.routed_at,
+    Event.via,
 )
 
 

@@ -5,6 +5,7 @@ The database is the source of truth; Redis only carries work to do.
     Event ─< Run ─< RunStep ─< Attempt
     InboxRequest (the built-in request inbox)
     User ─< ApiToken, User ─< UserSession; AuditEntry (who changed what); StoredSecret; UiRule
+    PollState (one per polled, reconciled or scheduled source) ─< PollRun (each poll)
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class Event(Base):
     parent_step_id: Mapped[str | None] = mapped_column(String(26))
     ruleset_version: Mapped[str | None] = mapped_column(String(64))
     routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # how it came: null for a webhook; emit, poll, reconcile (a webhook the provider never delivered) or schedule
+    via: Mapped[str | None] = mapped_column(String(16))
 
     runs: Mapped[list[Run]] = relationship(back_populates="event", order_by="Run.id", lazy="raise")
 
@@ -281,3 +284,60 @@ class UiRule(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class PollState(Base):
+    """A polled, reconciled or scheduled source: its cursor, when it runs next, who holds its lease.
+
+    The lease (``lease_token`` until ``lease_until``) lets one poll of the source run at a time across all
+    workers; the commit that stores a poll's events also checks the token, so a poll whose lease was taken
+    over commits nothing.
+    """
+
+    __tablename__ = "poll_state"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # poll | reconcile | schedule
+    spec_hash: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    cursor: Mapped[Any] = mapped_column(JSON, nullable=True)
+    # a pass over the pages not finished yet (max_pages, time budget or an error): where it goes on,
+    # and the greatest cursor it has seen so far
+    resume: Mapped[Any] = mapped_column(JSON, nullable=True)
+    pass_cursor: Mapped[Any] = mapped_column(JSON, nullable=True)
+    etag: Mapped[str | None] = mapped_column(String(512))
+    etag_key: Mapped[str | None] = mapped_column(String(64))
+    next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_tick_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_holder: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    leases: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PollRun(Base):
+    """One poll of a source (or one schedule tick): when, how many pages and items, what it emitted, how it ended."""
+
+    __tablename__ = "poll_runs"
+    __table_args__ = (Index("ix_poll_runs_source_id", "source", "id"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(16), default="schedule")  # schedule | cli | ui
+    holder: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    duration_ms: Mapped[float] = mapped_column(default=0.0)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    new_events: Mapped[int] = mapped_column(Integer, default=0)
+    # ok | not_modified | partial (pages left for the next poll) | failed
+    outcome: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int | None] = mapped_column(Integer)  # the last HTTP status seen
+    error: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    cursor: Mapped[Any] = mapped_column(JSON, nullable=True)

@@ -28,8 +28,9 @@ def event_dict(
     headers: Mapping[str, str] | None = None,
     query: Mapping[str, Any] | None = None,
     body: Any = None,
+    via: str | None = None,
 ) -> dict[str, Any]:
-    """The ``event`` object rules see."""
+    """The ``event`` object rules see. ``via``: webhook, emit, poll, reconcile or schedule."""
     when = received_at.isoformat() if isinstance(received_at, datetime) else received_at
     return {
         "id": id,
@@ -40,6 +41,7 @@ def event_dict(
         "headers": dict(headers or {}),
         "query": dict(query or {}),
         "body": body,
+        "via": via or "webhook",
     }
 
 
@@ -48,7 +50,7 @@ EVENT_FIELDS = ("id", "source", "received_at", "method", "path", "headers", "que
 
 def event_from_row(row: Any) -> dict[str, Any]:
     """The ``event`` object of a stored event (an ORM ``Event`` or a row with its columns)."""
-    return event_dict(**{name: getattr(row, name) for name in EVENT_FIELDS})
+    return event_dict(**{name: getattr(row, name) for name in EVENT_FIELDS}, via=getattr(row, "via", None))
 
 
 def build_context(

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateSyntaxError
 from pydantic import ValidationError
@@ -29,6 +29,9 @@ from router.signatures import SCHEMES, VerifyConfig
 from router.templating import Compiled, compile_tree, has_template, step_references
 from router.yamlfile import Locator, parse_yaml
 
+if TYPE_CHECKING:
+    from router.polling.compile import Pull
+
 Path_ = tuple[str | int, ...]
 _ENV_REF = re.compile(r"^\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?\}$", re.DOTALL)
 SECRET_PREFIX = "ROUTER_SECRET_"
@@ -43,6 +46,16 @@ class CompiledSource:
     location: str
     preset: str | None = None
     event_type: Expression | None = None
+    pull: Pull | None = None  # poll, reconcile or schedule (router.polling); None: webhooks only
+
+    @property
+    def kind(self) -> str:
+        """webhook, poll, reconcile (webhooks, and a poll for the missed ones) or schedule."""
+        return self.pull.kind if self.pull is not None else "webhook"
+
+    @property
+    def takes_webhooks(self) -> bool:
+        return self.kind in ("webhook", "reconcile")
 
 
 @dataclass(frozen=True)
@@ -230,7 +243,10 @@ class _Loader:
                 verify = VerifyConfig(scheme=scheme_name, secret=secret, header=header, tolerance=tolerance)
         dedupe_src = default_dedupe if src.dedupe is None else (src.dedupe or None)
         dedupe = self.expression(dedupe_src, locator, (*path, "dedupe")) if dedupe_src else None
-        type_src = src.event_type if src.event_type is not None else (preset.event_type if preset else None)
+        from router.polling.compile import compile_pull
+
+        pull, pull_type = compile_pull(src, self, locator, path, dedupe is not None)
+        type_src = src.event_type if src.event_type is not None else (preset.event_type if preset else pull_type)
         event_type = self.expression(type_src, locator, (*path, "event_type")) if type_src else None
         return CompiledSource(
             src.id,
@@ -240,6 +256,7 @@ class _Loader:
             locator.describe(path),
             preset=preset.name if preset else None,
             event_type=event_type,
+            pull=pull,
         )
 
     # -- rules -----------------------------------------------------------------------------
@@ -445,9 +462,11 @@ def _validate_file(loader: _Loader, data: Any, locator: Locator) -> RuleFile | N
 
 def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
     """The pydantic model that validates the mapping at ``loc`` (to list its allowed fields)."""
+    from router.polling.spec import PollSpec, ScheduleSpec
     from router.schema import Step, Verify
 
     kinds = {"sources": Source, "rules": Rule, "steps": Step, "verify": Verify}
+    kinds |= {"poll": PollSpec, "reconcile": PollSpec, "schedule": ScheduleSpec}
     for part in loc:
         if isinstance(part, str) and part in kinds:
             model = kinds[part]

@@ -157,11 +157,16 @@ class _CaseRun:
             for i, rid in enumerate(ids):
                 if rid not in self.rs.rules:
                     self.fail((key, i), f"unknown rule {rid!r}")
-        built = self.event()
+        if c.poll is not None:
+            from router.ruletest_poll import poll_event
+
+            built = poll_event(self, secrets)
+        else:
+            built = self.event()
         if built is None:
             return
         event, raw = built
-        if c.verify:
+        if c.verify and c.poll is None:
             self.check_signature(event, raw)
         ctx = build_context(event, secrets) | {"now": c.received_at}
         matched: list[str] = []

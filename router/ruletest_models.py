@@ -37,8 +37,36 @@ class StepCase(_Model):
     with_: dict[str, Any] | None = Field(None, alias="with", description="Subset of the rendered `with` (any action).")
 
 
+class RecordedPage(_Model):
+    """One recorded response of the polled API (a page), in the order the poll asks for them."""
+
+    status: int = Field(200, description="HTTP status.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Response headers (Link, ETag…).")
+    body: Any = Field(None, description="Response body, inline.")
+    body_file: str | None = Field(None, description="Response body from a file, relative to the test file.")
+
+
+class PollCase(_Model):
+    """A poll of the case's source run on recorded pages instead of the network."""
+
+    cursor: Any = Field(None, description="The cursor kept from the last poll (default: none yet).")
+    stored: list[str] = Field(
+        default_factory=list, description="Ids already stored (by an earlier poll, or a webhook for reconcile)."
+    )
+    pages: list[RecordedPage] = Field(min_length=1, description="The responses, page by page.")
+
+
+class RequestCase(_Model):
+    """What the poll sent for one page (subsets)."""
+
+    method: str | None = Field(None, description="HTTP method.")
+    url: str | None = Field(None, description="The URL without the query (a next page's URL: as given).")
+    query: dict[str, Any] | None = Field(None, description="Subset of the query parameters.")
+    headers: dict[str, str] | None = Field(None, description="Subset of the request headers, any case.")
+
+
 class Case(_Model):
-    """One incoming request and what the rules must do with it."""
+    """One incoming request (or a poll on recorded pages) and what the rules must do with it."""
 
     name: str = Field(description="What the case shows.")
     source: str = Field(description="The source the request comes in on.")
@@ -54,6 +82,13 @@ class Case(_Model):
     matches: list[str] | None = Field(None, description="Rules that must match; [] means none may.")
     not_matches: list[str] = Field(default_factory=list, description="Rules that must not match.")
     steps: dict[str, StepCase] = Field(default_factory=dict, description="Per step id: response and expectations.")
+    poll: PollCase | None = Field(
+        None, description="Poll the source on recorded pages; the emitted item `item` is the event checked."
+    )
+    emits: list[str] | None = Field(None, description="With `poll`: the ids that become events, in order.")
+    next_cursor: Any = Field(None, description="With `poll`: the cursor kept after it (null: none).")
+    requests: list[RequestCase] | None = Field(None, description="With `poll`: what it sent, page by page.")
+    item: int = Field(0, ge=0, description="With `poll`: which emitted event `matches` and `steps` check.")
 
 
 class TestFile(_Model):
@@ -65,6 +100,7 @@ class TestFile(_Model):
 
 def model_at(loc: Path_) -> type[BaseModel]:
     kinds: dict[str, type[BaseModel]] = {"cases": Case, "steps": StepCase, "response": Response}
+    kinds |= {"poll": PollCase, "pages": RecordedPage, "requests": RequestCase}
     model: type[BaseModel] = TestFile
     parent: Any = None
     for part in loc[:-1]:

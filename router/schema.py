@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from router.actions import ACTIONS
 from router.limits import LimitSpec
+from router.polling.spec import PollSpec, ScheduleSpec
 from router.presets import PRESETS
 from router.retry import RetrySpec
 from router.signatures import SCHEMES
@@ -50,9 +51,9 @@ class Verify(_Model):
 
 
 class Source(_Model):
-    """Where webhooks come in: ``POST /hooks/{id}``."""
+    """Where events come from: webhooks at ``POST /hooks/{id}``, or an API polled, or a schedule."""
 
-    id: Slug = Field(description="The source id; it is the URL `POST /hooks/{id}`.", examples=["github"])
+    id: Slug = Field(description="The source id; a webhook source's URL is `POST /hooks/{id}`.", examples=["github"])
     description: str = Field("", description="What sends to this source.", examples=["GitHub repository webhooks"])
     preset: str | None = Field(
         None,
@@ -73,6 +74,15 @@ class Source(_Model):
         description="JMESPath giving the event's type (shown to rule builders). Absent: the preset's.",
         examples=['headers."x-github-event"', "body.type"],
     )
+    poll: PollSpec | None = Field(
+        None, description="Poll an API instead of receiving webhooks: each new item becomes an event (no webhook URL)."
+    )
+    reconcile: PollSpec | None = Field(
+        None,
+        description="Poll the provider's API to emit the events whose webhooks never arrived (`event.via` is "
+        "reconcile); items whose id matches a received webhook's dedupe key are skipped.",
+    )
+    schedule: ScheduleSpec | None = Field(None, description="Emit one event per tick of a clock (no webhook URL).")
 
 
 class Step(_Model):
@@ -125,7 +135,7 @@ class RuleFile(_Model):
 
     model_config = ConfigDict(extra="forbid", title="Event Router rule file")
 
-    sources: list[Source] = Field(default_factory=list, description="Webhook sources.")
+    sources: list[Source] = Field(default_factory=list, description="Sources: webhooks, polled APIs, schedules.")
     rules: list[Rule] = Field(default_factory=list, description="Rules.")
 
 

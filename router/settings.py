@@ -35,6 +35,7 @@ _ACCEPTS: dict[str, str] = {
     "retry_jitter": "a fraction from 0 to 1",
     "shutdown_grace": "a whole number of seconds from 0 to 3600",
     "job_timeout": "a whole number of seconds from 5 to 3600",
+    "poll_lease": "a number of seconds from 2 to 3600",
     "session_hours": "a number of hours from 0.1 to 720",
     "cookie_secure": "auto, true or false",
     "secret_key": "comma-separated Fernet keys (generate one with `router secrets keygen`)",
@@ -72,6 +73,13 @@ class Settings(BaseSettings):
     retry_jitter: float = Field(0.1, ge=0, le=1, description="Spread each retry delay by up to ± this fraction.")
     job_timeout: int = Field(
         30, ge=5, le=3600, description="Longest a worker job may run; a killed worker's work returns after this + 10 s."
+    )
+    poll_lease: float = Field(
+        30.0,
+        ge=2,
+        le=3600,
+        description="How long a poll's lease on its source lasts without renewal (renewed every third of it); "
+        "a killed worker's poll is taken over after this.",
     )
     shutdown_grace: int = Field(
         25, ge=0, le=3600, description="Seconds a worker given SIGTERM waits for running jobs before handing them back."

@@ -18,6 +18,7 @@ from router.errors import RuleSetError
 from router.http import create_client
 from router.jobs import RulesHolder, WorkerState, execute_run, process_event, sweep
 from router.ledger import LedgerWriter
+from router.polling.jobs import poll_source, poll_tick
 from router.settings import Settings
 
 log = structlog.get_logger("router.worker")
@@ -152,10 +153,13 @@ def build_worker(
     # arq cron takes a set of seconds; use the largest divisor of 60 not above the interval, so sweeps are even.
     step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60) if d <= max(1, settings.sweep_interval))
     worker = RouterWorker(
-        functions=[func(process_event, max_tries=20), func(execute_run, max_tries=20)],
+        functions=[func(process_event, max_tries=20), func(execute_run, max_tries=20), func(poll_source, max_tries=3)],
         cron_jobs=None
         if burst
-        else [cron(sweep, second=set(range(0, 60, step)), run_at_startup=True, timeout=settings.job_timeout)],
+        else [
+            cron(sweep, second=set(range(0, 60, step)), run_at_startup=True, timeout=settings.job_timeout),
+            cron(poll_tick, second=set(range(60)), run_at_startup=True, timeout=settings.job_timeout),  # polling
+        ],
         queue_name=QUEUE,
         redis_settings=redis_settings(settings.redis_url),
         redis_pool=redis_pool,

@@ -145,8 +145,10 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     async with engine.begin() as conn:
         from sqlalchemy import text
 
-        tables = "events, runs, run_steps, attempts, inbox_requests, destinations, users, api_tokens, user_sessions"
-        await conn.execute(text(f"TRUNCATE {tables}, audit_log, secrets, ui_rules CASCADE"))
+        from router.models import Base
+
+        tables = ", ".join(table.name for table in Base.metadata.sorted_tables)  # every table the models define
+        await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
     await engine.dispose()
     return url
 

@@ -1,4 +1,8 @@
-"""``GET /health``: 200 only when the database, Redis and a valid rule set are all ready."""
+"""``GET /health``: 200 only when the database, Redis and a valid rule set are all ready.
+
+Polled and scheduled sources are reported under ``checks.polls``: one failing (3 polls in a row) or
+overdue makes ``status`` ``degraded``, still 200 (the router serves; a provider's API is failing).
+"""
 
 from __future__ import annotations
 
@@ -42,5 +46,18 @@ async def health(state: State) -> Response[dict[str, Any]]:
         rules_check["error"] = "rules not loaded yet"
     checks = {"database": database, "redis": redis, "rules": rules_check}
     failing = [name for name, c in checks.items() if not c["ok"]]
-    body = {"status": "ok" if not failing else "unavailable", "failing": failing, "checks": checks}
+    polls = await _polls(state) if database["ok"] else {"ok": True, "skipped": "database unavailable"}
+    degraded = [] if polls["ok"] else ["polls"]
+    status = "unavailable" if failing else ("degraded" if degraded else "ok")
+    body = {"status": status, "failing": failing, "degraded": degraded, "checks": checks | {"polls": polls}}
     return Response(body, status_code=200 if not failing else 503)
+
+
+async def _polls(state: State) -> dict[str, Any]:
+    from router.models import utcnow
+    from router.polling.history import health_check
+
+    try:
+        return await asyncio.wait_for(health_check(state.engine, state.rules.current, utcnow()), timeout=2.0)
+    except Exception as exc:
+        return {"ok": True, "error": f"poll state unreadable: {type(exc).__name__}"}

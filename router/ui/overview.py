@@ -23,6 +23,7 @@ from router.jobs import enqueuer
 from router.models import utcnow
 from router.ruleset import RuleSet
 from router.ui.render import page
+from router.ui.sources import how_it_comes, poll_health
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 DEFAULT_RANGE = "24h"
@@ -82,6 +83,7 @@ async def overview_page(
         deliveries = await stats.deliveries_per_bucket(session, window)
         latency = await stats.latency_per_bucket(session, window)
     base = str(request.base_url).rstrip("/")
+    pulled = await poll_health(state, rules, now)
     sources = [
         {
             "id": source.id,
@@ -90,6 +92,8 @@ async def overview_page(
             "preset": source.preset or "",
             "description": source.description,
             "activity": activity[source.id],
+            "how": how_it_comes(source, base),
+            "health": pulled.get(source.id),
         }
         for source in rules.sources.values()
     ]
