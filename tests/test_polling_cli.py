@@ -120,7 +120,7 @@ def test_refusals_are_one_clear_line(api_server: HTTPServer, env: Path) -> None:
         assert "Traceback" not in result.output
     failed = runner.invoke(main, ["poll", "shop-orders", "--once"])
     assert failed.exit_code == 1
-    assert f"error: GET {api.url}?updated_since=1970-01-01T00%3A00%3A00Z answered 503" in failed.output
+    assert f"error: GET {api.url}?updated_since=1970-01-01T00:00:00Z answered 503" in failed.output
     tick = runner.invoke(main, ["poll", "nightly", "--once"])
     assert tick.exit_code == 0
     assert "nightly (schedule): no tick due" in tick.output
