@@ -18,6 +18,7 @@ from router import __version__, db, queue, ui
 from router.access import authorize, security_headers
 from router.api import audit as audit_api
 from router.api import destinations, events, health, hooks, runs, users
+from router.api import metrics as metrics_api
 from router.api import rules as rules_api
 from router.api import secrets as secrets_api
 from router.api import uirules as uirules_api
@@ -113,6 +114,9 @@ def create_app(
             rules_api.dry_run_rule,
             rules_api.what_if_rule,
             health.health,
+            health.live,
+            health.ready,
+            metrics_api.scrape,
             runs.list_dead_letters,
             runs.replay,
             runs.retry,
@@ -146,5 +150,6 @@ def create_app(
         },
         openapi_config=OpenAPIConfig(title="Event Router", version=__version__, path="/schema"),
         request_max_body_size=settings.max_body_bytes,
+        logging_config=None,  # every line goes through router/logs.py, not a root handler of Litestar's
         debug=False,
     )

@@ -20,6 +20,7 @@ import structlog
 from sqlalchemy import bindparam, exists, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from router import logs, metrics
 from router.actions import ACTIONS, ActionContext
 from router.capture import insert_events
 from router.destinations import Destinations, Hold, destination_of
@@ -112,6 +113,7 @@ class Deliverer:
 
     async def run(self, plan: RunPlan, rule: CompiledRule | None, ruleset: RuleSet) -> str:
         """Execute the run's pending steps; return its final status."""
+        logs.bind(event_id=plan.event["id"], rule=plan.rule_id, run_id=plan.id)  # on every line about this run
         if rule is None:
             return await self._finish(plan, "failed", f"rule {plan.rule_id!r} is no longer loaded")
         compiled = {s.id: s for s in rule.steps}
@@ -133,6 +135,7 @@ class Deliverer:
             if step is None:
                 return await self._finish(plan, "failed", f"step {row.step_id!r} is no longer in rule {rule.id!r}")
             last = row is todo[-1]
+            logs.bind(step=row.step_id)
             ctx = build_context(plan.event, ruleset.secrets, outputs)
             outcome = await self._step(plan, row, step, ctx, ruleset, last, rule)
             if outcome.status not in ("succeeded", "skipped"):
@@ -182,6 +185,7 @@ class Deliverer:
             await self._save(conn, row, outcome)
             if run_status is not None:
                 await self._close(conn, plan, run_status, run_error, outcome.next_attempt_at, job_id)
+        metrics.step_outcome(plan.rule_id, row.step_id, step.action, outcome.status, plan.event["received_at"])
         if outcome.error is not None:
             log.warning(
                 "step_failed", step=row.step_id, event_id=plan.event["id"], error=outcome.error, outcome=outcome.status

@@ -16,6 +16,7 @@ import structlog
 from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from router import logs
 from router.delivery import TERMINAL, Deliverer, RunPlan, StepRow
 from router.models import Event, Run, RunStep, new_id, utcnow
 from router.routing import build_context, event_from_row, match_rules
@@ -99,6 +100,7 @@ async def process_event(ctx: dict[str, Any], event_id: str) -> int:
 
     For an event already routed (a job re-run after a crash) the unfinished runs are resumed.
     """
+    logs.bind(event_id=event_id)  # on every line of this job
     state = _state(ctx)
     ruleset = state.rules.current
     async with state.engine.begin() as conn:
@@ -218,6 +220,7 @@ async def _open_runs(
 
 async def execute_run(ctx: dict[str, Any], run_id: str) -> str:
     """Resume one run (found pending or running by the sweep) at its first step not yet done."""
+    logs.bind(run_id=run_id)  # on every line of this job
     state = _state(ctx)
     ruleset = state.rules.current
     async with state.engine.begin() as conn:

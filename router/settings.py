@@ -37,6 +37,9 @@ _ACCEPTS: dict[str, str] = {
     "session_hours": "a number of hours from 0.1 to 720",
     "cookie_secure": "auto, true or false",
     "secret_key": "comma-separated Fernet keys (generate one with `router secrets keygen`)",
+    "log_format": "auto, json or console",
+    "metrics_port": "a whole number from 1 to 65535",
+    "heartbeat_timeout": "a number of seconds from 3 to 3600",
 }
 
 
@@ -71,6 +74,19 @@ class Settings(BaseSettings):
         25, ge=0, le=3600, description="Seconds a worker given SIGTERM waits for running jobs before handing them back."
     )
     log_level: str = Field("info", description="Log level.")
+    log_format: str = Field(
+        "auto", description="Log lines as json, or console (readable); auto: console under `router dev`, else json."
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Port of a worker's Prometheus metrics (`router worker --metrics-port`)."
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address a worker's metrics port listens on.")
+    heartbeat_timeout: float = Field(
+        30.0,
+        ge=3,
+        le=3600,
+        description="/health/ready and `router worker --check` fail when no worker has beaten for this many seconds.",
+    )
     egress_allow: str = Field(
         "",
         description="Comma-separated CIDRs and host names outgoing calls may reach besides public addresses "
@@ -105,6 +121,13 @@ class Settings(BaseSettings):
     def _cookie_secure(cls, value: str) -> str:
         if value.lower() not in {"auto", "true", "false"}:
             raise ValueError("not auto, true or false")
+        return value.lower()
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value.lower() not in {"auto", "json", "console"}:
+            raise ValueError("not auto, json or console")
         return value.lower()
 
     @field_validator("log_level")

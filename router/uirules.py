@@ -30,7 +30,7 @@ from ruamel.yaml.scalarstring import LiteralScalarString
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from router import audit, secretstore
+from router import audit, logs, secretstore
 from router.errors import RuleError, RuleSetError
 from router.models import UiRule, utcnow
 from router.retry import RetrySpec
@@ -252,6 +252,7 @@ async def load_all(settings: Settings, sessions: async_sessionmaker[AsyncSession
     A database that cannot be read leaves the file rules in force, with an error saying so.
     """
     files = await asyncio.to_thread(load_ruleset, settings.rules_dir)
+    logs.remember_secrets([*files.secrets.values(), *(s.verify.secret for s in files.sources.values() if s.verify)])
     if sessions is None:
         return files, []
     try:
@@ -261,6 +262,7 @@ async def load_all(settings: Settings, sessions: async_sessionmaker[AsyncSession
     except Exception as exc:  # the database is down or not migrated: keep the files' rules
         return files, [f"UI rules and stored secrets could not be read from the database: {type(exc).__name__}: {exc}"]
     merged, errors = merge(files, rows, stored)
+    logs.remember_secrets(stored.values())  # never to be written in a log line
     return merged, errors + secret_errors
 
 

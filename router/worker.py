@@ -10,7 +10,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from router import db
+from router import db, ops
 from router.errors import RuleSetError
 from router.http import create_client
 from router.jobs import RulesHolder, WorkerState, execute_run, process_event, sweep
@@ -99,8 +99,10 @@ def build_worker(
             ctx["rules_watcher"] = watch_rules(settings, ctx["state"].rules, ctx["state"].sessions)
         if burst:  # no cron in burst mode: sweep once, then drain the queue
             await sweep(ctx)
+        ctx["ops"] = None if burst else await ops.start(settings, ctx["state"])  # heartbeat, metrics, alerts, prune
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        await ops.stop(ctx.get("ops"))
         if "rules_watcher" in ctx:
             await ctx["rules_watcher"].stop()
         if own_state and "state" in ctx:
