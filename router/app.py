@@ -16,6 +16,7 @@ from litestar.static_files import create_static_files_router
 
 from router import __version__, db, queue, ui
 from router.access import authorize, security_headers
+from router.api import alerts as alerts_api
 from router.api import audit as audit_api
 from router.api import destinations, events, health, hooks, runs, users
 from router.api import metrics as metrics_api
@@ -117,6 +118,7 @@ def create_app(
             health.live,
             health.ready,
             metrics_api.scrape,
+            alerts_api.list_alerts,
             runs.list_dead_letters,
             runs.replay,
             runs.retry,

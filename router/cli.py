@@ -246,13 +246,15 @@ def check(directory: Path | None, allow_missing_secrets: bool, fmt: str) -> None
                 click.echo(str(err), err=True)
             click.echo(f"{len(exc.errors)} problem(s) found", err=True)
         sys.exit(1)
+    rules = len(rs.rules) - len(rs.alerts)  # each alert notifies through a rule of its own
     if fmt == "json":
         click.echo(
             json.dumps(
                 {
                     "ok": True,
                     "sources": len(rs.sources),
-                    "rules": len(rs.rules),
+                    "rules": rules,
+                    "alerts": len(rs.alerts),
                     "files": list(rs.files),
                     "warnings": list(rs.warnings),
                 },
@@ -262,7 +264,8 @@ def check(directory: Path | None, allow_missing_secrets: bool, fmt: str) -> None
         return
     for warning in rs.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"ok: {len(rs.sources)} source(s), {len(rs.rules)} rule(s) in {len(rs.files)} file(s)")
+    alerts = f", {len(rs.alerts)} alert(s)" if rs.alerts else ""
+    click.echo(f"ok: {len(rs.sources)} source(s), {rules} rule(s){alerts} in {len(rs.files)} file(s)")
 
 
 @main.command()

@@ -5,6 +5,7 @@ The database is the source of truth; Redis only carries work to do.
     Event ─< Run ─< RunStep ─< Attempt
     InboxRequest (the built-in request inbox)
     User ─< ApiToken, User ─< UserSession; AuditEntry (who changed what); StoredSecret; UiRule
+    AlertState (what each alert last saw, per subject)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -281,3 +283,26 @@ class UiRule(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class AlertState(Base):
+    """One alert's state for one subject (a destination, a source, or "" for the whole router).
+
+    ``status`` moves ok → pending → firing → ok; each move to or from ``firing`` is made by a conditional
+    UPDATE, so however many workers evaluate, one notification is sent per firing and one per resolve.
+    """
+
+    __tablename__ = "alert_states"
+
+    alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(300), primary_key=True, default="")
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)  # first watched
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime())  # when the condition began
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    value: Mapped[float | None] = mapped_column(Float)
+    summary: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -105,7 +105,9 @@ async def start(settings: Settings, state: Any) -> Ops:
 
 def chores(settings: Settings, state: Any) -> list[tuple[str, float, Callable[[], Awaitable[object]]]]:
     """The cluster-wide periodic chores: (name, every seconds, coroutine function)."""
-    return []
+    from router import alerts
+
+    return [("alerts", settings.alert_interval, lambda: alerts.chore(settings, state))]
 
 
 async def stop(ops: Ops | None) -> None:

@@ -22,7 +22,7 @@ from router.errors import RuleError, RuleSetError
 from router.limits import LimitSpec
 from router.matcher import Expression, compile_expression, syntax_error_message
 from router.presets import PRESETS
-from router.retry import RetrySpec
+from router.retry import RetrySpec, parse_duration
 from router.schema import Rule, RuleFile, Source
 from router.signatures import SCHEMES, VerifyConfig
 from router.templating import Compiled, compile_tree, has_template, step_references
@@ -42,6 +42,8 @@ class CompiledSource:
     location: str
     preset: str | None = None
     event_type: Expression | None = None
+    expect_at_least: int = 0  # `expect`: at least this many events…
+    expect_every: float = 0.0  # …in every window this long (seconds); 0: no expectation
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class RuleSet:
     files: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     secrets: Mapping[str, str] = field(default_factory=dict)
+    alerts: Mapping[str, Any] = field(default_factory=dict)  # id: router.alertrules.CompiledAlert
 
 
 def format_path(path: Path_) -> str:
@@ -221,6 +224,8 @@ class _Loader:
             locator.describe(path),
             preset=preset.name if preset else None,
             event_type=event_type,
+            expect_at_least=src.expect.at_least if src.expect else 0,
+            expect_every=parse_duration(src.expect.every) if src.expect else 0.0,
         )
 
     # -- rules -----------------------------------------------------------------------------
@@ -386,6 +391,10 @@ def load_ruleset(
                 )
                 continue
             rules[rule.id] = loader.compile_rule(rule, locator, path, raw_sources)
+    from router.alertrules import compile_alerts
+
+    alerts, alert_rules = compile_alerts(loader, parsed, sources)
+    rules.update(alert_rules)
     if loader.errors:
         raise RuleSetError(loader.errors)
     return RuleSet(
@@ -396,6 +405,7 @@ def load_ruleset(
         files=tuple(_display(p) for p in rule_files(root)),
         warnings=tuple(loader.warnings),
         secrets=secrets_from_env(env),
+        alerts=alerts,
     )
 
 
@@ -410,7 +420,7 @@ def _validate_file(loader: _Loader, data: Any, locator: Locator) -> RuleFile | N
     if not isinstance(data, dict):
         loader.error("expected a mapping with `sources:` and/or `rules:`, or one rule", locator, ())
         return None
-    if "rules" not in data and "sources" not in data and ("steps" in data or "source" in data):
+    if not {"rules", "sources", "alerts"} & data.keys() and ("steps" in data or "source" in data):
         locator.single_rule = True
         try:
             return RuleFile(rules=[Rule.model_validate(data)])
@@ -426,9 +436,17 @@ def _validate_file(loader: _Loader, data: Any, locator: Locator) -> RuleFile | N
 
 def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
     """The pydantic model that validates the mapping at ``loc`` (to list its allowed fields)."""
-    from router.schema import Step, Verify
+    from router.schema import Alert, Expect, Step, Verify
 
-    kinds = {"sources": Source, "rules": Rule, "steps": Step, "verify": Verify}
+    kinds = {
+        "sources": Source,
+        "rules": Rule,
+        "steps": Step,
+        "verify": Verify,
+        "alerts": Alert,
+        "notify": Step,
+        "expect": Expect,
+    }
     for part in loc:
         if isinstance(part, str) and part in kinds:
             model = kinds[part]

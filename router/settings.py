@@ -40,6 +40,7 @@ _ACCEPTS: dict[str, str] = {
     "log_format": "auto, json or console",
     "metrics_port": "a whole number from 1 to 65535",
     "heartbeat_timeout": "a number of seconds from 3 to 3600",
+    "alert_interval": "a number of seconds from 1 to 3600",
 }
 
 
@@ -87,6 +88,7 @@ class Settings(BaseSettings):
         le=3600,
         description="/health/ready and `router worker --check` fail when no worker has beaten for this many seconds.",
     )
+    alert_interval: float = Field(30.0, ge=1, le=3600, description="Seconds between alert evaluations.")
     egress_allow: str = Field(
         "",
         description="Comma-separated CIDRs and host names outgoing calls may reach besides public addresses "
