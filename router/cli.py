@@ -394,6 +394,10 @@ def _add_delivery_commands() -> None:
 
     for command in ACCESS_COMMANDS:
         main.add_command(command)
+    from router.cli_ops import DB_COMMANDS
+
+    for command in DB_COMMANDS:
+        db_group.add_command(command)
 
 
 def _dev_first_start(settings: Settings) -> Settings:

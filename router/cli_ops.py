@@ -1,16 +1,76 @@
-"""Operating commands: `router worker --check`, and the metrics folder `router serve` prepares for its
-processes."""
+"""Operating commands: `router db check`, `router db prune`, `router worker --check`, and the metrics folder
+`router serve` prepares for its processes."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import click
 
+from router.cli import _prepare_database, _safe_url, _settings
+from router.errors import RuleSetError
 from router.settings import Settings
+
+
+@click.command("check")
+def db_check() -> None:
+    """Fail (exit 1) when the schema lags this version.
+
+    Run `router db upgrade` to bring it up to date.
+    """
+    from router import db
+
+    settings = _settings()
+    try:
+        problems = asyncio.run(db.schema_problems(settings.database_url))
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise click.ClickException(
+            f"cannot open the database at {_safe_url(settings.database_url)} (ROUTER_DATABASE_URL): {reason}"
+        ) from None
+    if problems:
+        for line in problems:
+            click.echo(line, err=True)
+        raise click.ClickException(
+            f"the schema at {_safe_url(settings.database_url)} lags the code: run `router db upgrade`"
+        )
+    click.echo(f"database at {_safe_url(settings.database_url)} matches this version's schema")
+
+
+@click.command("prune")
+def db_prune() -> None:
+    """Prune events past their retention now.
+
+    ROUTER_RETENTION_DAYS, ROUTER_RETENTION_MAX_EVENTS and the sources' `retention`.
+    """
+    from router import db, retention
+    from router.ruleset import load_ruleset
+
+    settings = _settings()
+    _prepare_database(settings)
+    try:
+        sources = load_ruleset(settings.rules_dir, allow_missing_secrets=True).sources
+    except RuleSetError as exc:
+        raise click.ClickException(f"cannot read the rule files for their `retention`:\n{exc}") from None
+    default = retention.Policy(settings.retention_days, settings.retention_max_events)
+    if not default.active and not retention.policies(default, sources):
+        raise click.ClickException(
+            "nothing to prune: set ROUTER_RETENTION_DAYS or ROUTER_RETENTION_MAX_EVENTS, or a source's `retention`"
+        )
+
+    async def run() -> retention.Report:
+        engine = db.create_engine(settings.database_url)
+        try:
+            return await retention.prune(engine, default, sources, max_batch=settings.retention_batch)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    click.echo(json.dumps(report.as_dict()))
 
 
 def worker_check(settings: Settings) -> None:
@@ -66,3 +126,6 @@ def metrics_dir() -> tuple[str, bool]:
     made = tempfile.mkdtemp(prefix="router-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = made  # inherited by the web processes uvicorn starts
     return made, True
+
+
+DB_COMMANDS = [db_check, db_prune]

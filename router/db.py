@@ -84,3 +84,34 @@ async def migrate(engine: AsyncEngine) -> None:
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+async def schema_problems(url: str) -> list[str]:
+    """What the database's schema lacks against this version: migrations not applied, and any difference
+    between the tables and the models (alembic's autogenerate comparison). Empty when they match."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from router.models import Base
+
+    def check(connection: Connection) -> list[str]:
+        context = MigrationContext.configure(connection)
+        applied = set(context.get_current_heads())
+        script = ScriptDirectory.from_config(_alembic_config(connection))
+        wanted = set(script.get_heads())
+        out = []
+        if applied != wanted:
+            have = ", ".join(sorted(applied)) or "none (an empty database)"
+            out.append(f"migrations applied: {have}; this version needs: {', '.join(sorted(wanted))}")
+            return out
+        for diff in compare_metadata(context, Base.metadata):
+            out.append(f"schema differs from the models: {diff}")
+        return out
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(check)
+    finally:
+        await engine.dispose()

@@ -105,9 +105,12 @@ async def start(settings: Settings, state: Any) -> Ops:
 
 def chores(settings: Settings, state: Any) -> list[tuple[str, float, Callable[[], Awaitable[object]]]]:
     """The cluster-wide periodic chores: (name, every seconds, coroutine function)."""
-    from router import alerts
+    from router import alerts, retention
 
-    return [("alerts", settings.alert_interval, lambda: alerts.chore(settings, state))]
+    return [
+        ("alerts", settings.alert_interval, lambda: alerts.chore(settings, state)),
+        ("retention", settings.retention_interval, lambda: retention.prune_chore(settings, state)),
+    ]
 
 
 async def stop(ops: Ops | None) -> None:

@@ -44,6 +44,8 @@ class CompiledSource:
     event_type: Expression | None = None
     expect_at_least: int = 0  # `expect`: at least this many events…
     expect_every: float = 0.0  # …in every window this long (seconds); 0: no expectation
+    retention_days: float | None = None  # `retention`: overrides of ROUTER_RETENTION_*
+    retention_max_events: int | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,8 @@ class _Loader:
             event_type=event_type,
             expect_at_least=src.expect.at_least if src.expect else 0,
             expect_every=parse_duration(src.expect.every) if src.expect else 0.0,
+            retention_days=src.retention.days if src.retention else None,
+            retention_max_events=src.retention.max_events if src.retention else None,
         )
 
     # -- rules -----------------------------------------------------------------------------
@@ -436,7 +440,7 @@ def _validate_file(loader: _Loader, data: Any, locator: Locator) -> RuleFile | N
 
 def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
     """The pydantic model that validates the mapping at ``loc`` (to list its allowed fields)."""
-    from router.schema import Alert, Expect, Step, Verify
+    from router.schema import Alert, Expect, Retention, Step, Verify
 
     kinds = {
         "sources": Source,
@@ -446,6 +450,7 @@ def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
         "alerts": Alert,
         "notify": Step,
         "expect": Expect,
+        "retention": Retention,
     }
     for part in loc:
         if isinstance(part, str) and part in kinds:

@@ -56,6 +56,15 @@ class Expect(_Model):
     every: Duration = Field(description="…in every window this long.", examples=["1h"])
 
 
+class Retention(_Model):
+    """How long this source's events are kept (overrides ROUTER_RETENTION_DAYS / ROUTER_RETENTION_MAX_EVENTS)."""
+
+    days: float | None = Field(None, ge=0, description="Keep events this many days; 0 keeps them all.", examples=[7])
+    max_events: int | None = Field(
+        None, ge=0, description="Keep at most this many events (the newest); 0: no cap.", examples=[100000]
+    )
+
+
 class Source(_Model):
     """Where webhooks come in: ``POST /hooks/{id}``."""
 
@@ -83,6 +92,7 @@ class Source(_Model):
     expect: Expect | None = Field(
         None, description="Traffic this source should get; a `source_silent` alert fires when it gets less."
     )
+    retention: Retention | None = Field(None, description="How long this source's events are kept.")
 
 
 class Step(_Model):

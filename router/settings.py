@@ -40,6 +40,10 @@ _ACCEPTS: dict[str, str] = {
     "log_format": "auto, json or console",
     "metrics_port": "a whole number from 1 to 65535",
     "heartbeat_timeout": "a number of seconds from 3 to 3600",
+    "retention_days": "a number of days, 0 (keep forever) or more",
+    "retention_max_events": "a whole number of events, 0 (no cap) or more",
+    "retention_interval": "a number of seconds from 1 upwards",
+    "retention_batch": "a whole number from 1 to 10000",
     "alert_interval": "a number of seconds from 1 to 3600",
 }
 
@@ -88,6 +92,10 @@ class Settings(BaseSettings):
         le=3600,
         description="/health/ready and `router worker --check` fail when no worker has beaten for this many seconds.",
     )
+    retention_days: float = Field(0, ge=0, description="Keep events (with their runs) this many days; 0 keeps all.")
+    retention_max_events: int = Field(0, ge=0, description="Keep at most this many events per source; 0: no cap.")
+    retention_interval: float = Field(300.0, ge=1, description="Seconds between retention prunes.")
+    retention_batch: int = Field(500, ge=1, le=10000, description="Most events one prune transaction deletes.")
     alert_interval: float = Field(30.0, ge=1, le=3600, description="Seconds between alert evaluations.")
     egress_allow: str = Field(
         "",
