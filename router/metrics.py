@@ -25,6 +25,7 @@ sums every process's files (prometheus-client's multiprocess mode). A worker ans
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, disable_created_metrics
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, disable_created_metrics, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -45,42 +46,87 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` seri
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 UNKNOWN_SOURCE = "_unknown"
+DELIVERY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0)
 STEP_OUTCOMES = {"succeeded", "failed", "retrying", "held", "skipped", "dead"}
 
-EVENTS_RECEIVED = Counter(
-    "router_events_received",
-    "Webhooks answered on POST /hooks/{source}: accepted (stored), duplicate (a repeat of a stored one) "
-    "or rejected (refused, nothing stored).",
-    ["source", "outcome"],
-)
-INGEST_SECONDS = Histogram(
-    "router_ingest_seconds",
-    "Time to answer POST /hooks/{source}, from the request reaching the handler to the answer's start.",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-)
-STEP_ATTEMPTS = Counter(
-    "router_step_attempts",
-    "Steps executed, by how each ended: succeeded, failed (for good, or attempts exhausted), retrying, "
-    "held (destination paused, failing or at its limit) or skipped (`when` was false).",
-    ["rule", "step", "action", "outcome"],
-)
-DELIVERY_SECONDS = Histogram(
-    "router_delivery_seconds",
-    "From an event's arrival to one of its steps succeeding, retries included.",
-    ["action"],
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0),
-)
-RULES_RELOAD_ERRORS = Counter(
-    "router_rules_reload_errors",
-    "Loads of the rule files that failed (the rule set in force was kept).",
-)
+
+@dataclass(frozen=True)
+class _Metrics:
+    events_received: Counter
+    ingest_seconds: Histogram
+    step_attempts: Counter
+    delivery_seconds: Histogram
+    rules_reload_errors: Counter
+
+
+@functools.cache
+def _metrics() -> _Metrics:
+    """The metrics, made on first use: by then the process knows whether it counts in memory or in files.
+
+    prometheus-client decides that when it is imported, from PROMETHEUS_MULTIPROC_DIR; the CLI sets (serve)
+    or drops (worker) that variable after its own imports, so it is read again here, before any value exists.
+    """
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    return _Metrics(
+        events_received=Counter(
+            "router_events_received",
+            "Webhooks answered on POST /hooks/{source}: accepted (stored), duplicate (a repeat of a stored one) "
+            "or rejected (refused, nothing stored).",
+            ["source", "outcome"],
+        ),
+        ingest_seconds=Histogram(
+            "router_ingest_seconds",
+            "Time to answer POST /hooks/{source}, from the request reaching the handler to the answer's start.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        ),
+        step_attempts=Counter(
+            "router_step_attempts",
+            "Steps executed, by how each ended: succeeded, failed (for good, or attempts exhausted), retrying, "
+            "held (destination paused, failing or at its limit) or skipped (`when` was false).",
+            ["rule", "step", "action", "outcome"],
+        ),
+        delivery_seconds=Histogram(
+            "router_delivery_seconds",
+            "From an event's arrival to one of its steps succeeding, retries included.",
+            ["action"],
+            buckets=(
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1.0,
+                2.5,
+                5.0,
+                10.0,
+                30.0,
+                60.0,
+                300.0,
+                1800.0,
+                3600.0,
+                21600.0,
+            ),
+        ),
+        rules_reload_errors=Counter(
+            "router_rules_reload_errors",
+            "Loads of the rule files that failed (the rule set in force was kept).",
+        ),
+    )
+
+
+def families() -> list[Metric]:
+    """Every counter and histogram of this process (made if not yet), as collected."""
+    _metrics()
+    return [f for f in REGISTRY.collect() if f.name.startswith("router_")]
 
 
 def ingest_finished(sources: Mapping[str, Any], source: str, status: int, seconds: float) -> None:
     """Count one answered webhook: 202 accepted, 200 duplicate, anything else rejected."""
     outcome = "accepted" if status == 202 else "duplicate" if status == 200 else "rejected"
-    EVENTS_RECEIVED.labels(source if source in sources else UNKNOWN_SOURCE, outcome).inc()
-    INGEST_SECONDS.observe(seconds)
+    m = _metrics()
+    m.events_received.labels(source if source in sources else UNKNOWN_SOURCE, outcome).inc()
+    m.ingest_seconds.observe(seconds)
 
 
 def step_outcome(rule: str, step: str, action: str, outcome: str, received_at: str | datetime | None) -> None:
@@ -90,14 +136,15 @@ def step_outcome(rule: str, step: str, action: str, outcome: str, received_at: s
     """
     if outcome not in STEP_OUTCOMES:
         return
-    STEP_ATTEMPTS.labels(rule, step, action, "failed" if outcome == "dead" else outcome).inc()
+    m = _metrics()
+    m.step_attempts.labels(rule, step, action, "failed" if outcome == "dead" else outcome).inc()
     if outcome == "succeeded" and received_at is not None:
         arrived = datetime.fromisoformat(received_at) if isinstance(received_at, str) else received_at
-        DELIVERY_SECONDS.labels(action).observe(max(0.0, (datetime.now(UTC) - arrived).total_seconds()))
+        m.delivery_seconds.labels(action).observe(max(0.0, (datetime.now(UTC) - arrived).total_seconds()))
 
 
 def rules_reload_failed() -> None:
-    RULES_RELOAD_ERRORS.inc()
+    _metrics().rules_reload_errors.inc()
 
 
 # -- the ASGI middleware on ingest -------------------------------------------------------------------
@@ -226,6 +273,7 @@ def multiprocess_dir() -> str | None:
 
 def counters() -> Collector:
     """This process's counters, or every process's (summed from their files) in multiprocess mode."""
+    _metrics()
     if multiprocess_dir() is None:
         return REGISTRY
     from prometheus_client import multiprocess
@@ -247,6 +295,7 @@ def scrape_registry(read_gauges: Callable[[], Gauges]) -> Collector:
         def collect(self) -> Iterator[Metric]:
             yield from read_gauges().collect()
 
+    _metrics()
     return _Union(REGISTRY, _Live())
 
 
