@@ -44,7 +44,20 @@ def create_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, json_serializer=_json)
+    pool = pool_size()
+    return create_async_engine(url, pool_size=pool, max_overflow=pool, pool_pre_ping=True, json_serializer=_json)
+
+
+def pool_size() -> int:
+    """Connections each process keeps open to PostgreSQL (ROUTER_DATABASE_POOL_SIZE); as many more may open
+    under load. Every web and worker process has its own pool: size PostgreSQL's max_connections for
+    2 x pool x processes (docs/deploy.md)."""
+    from router.settings import get_settings
+
+    try:
+        return get_settings().database_pool_size
+    except Exception:  # a bad setting is reported where the settings are read; not here
+        return 10
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

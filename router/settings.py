@@ -38,6 +38,7 @@ _ACCEPTS: dict[str, str] = {
     "cookie_secure": "auto, true or false",
     "secret_key": "comma-separated Fernet keys (generate one with `router secrets keygen`)",
     "log_format": "auto, json or console",
+    "database_pool_size": "a whole number from 1 to 500",
     "metrics_port": "a whole number from 1 to 65535",
     "heartbeat_timeout": "a number of seconds from 3 to 3600",
     "retention_days": "a number of days, 0 (keep forever) or more",
@@ -54,6 +55,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTER_", extra="ignore", frozen=True)
 
     database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy async database URL.")
+    database_pool_size: int = Field(
+        10, ge=1, le=500, description="PostgreSQL connections per process (as many more may open under load)."
+    )
     redis_url: str | None = Field(None, description="Redis URL; unset makes `router dev` start an embedded Redis.")
     rules_dir: Path = Field(Path("./rules"), description="Folder of rule files, read recursively.")
     smtp_host: str = Field("localhost", description="SMTP server host for the email action.")
