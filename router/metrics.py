@@ -166,7 +166,8 @@ def ingest_metrics(app: Any) -> Any:
         try:
             await app(scope, receive, send_status)
         finally:
-            sources = scope["app"].state.rules.current.sources
+            holder = getattr(scope["app"].state, "rules", None)  # absent only before the app has started
+            sources = holder.current.sources if holder is not None else {}
             source = scope.get("path_params", {}).get("source", "")
             ingest_finished(sources, source, status, time.perf_counter() - started)
 

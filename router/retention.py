@@ -33,7 +33,11 @@ from router.models import Event, InboxRequest, Run
 
 log = structlog.get_logger("router.retention")
 
-TARGET_SECONDS = 0.005  # one delete transaction lasts about this long
+# How long one delete transaction may hold its locks. SQLite has one write lock for the whole database:
+# every webhook waits while it is held, so a few milliseconds. PostgreSQL's deletes and inserts lock
+# different rows and never wait for each other: longer batches only share the machine (at most half of it,
+# since the pruner pauses as long as each batch took).
+TARGET_SECONDS = {"sqlite": 0.005, "postgresql": 0.05}
 FIRST_BATCH = 50
 MIN_BATCH = 10
 ENDED = ("succeeded", "failed", "unmatched")
@@ -93,11 +97,12 @@ class Pruner:
         overrides: Mapping[str, Policy],
         *,
         max_batch: int = 500,
-        target: float = TARGET_SECONDS,
+        target: float | None = None,
         keep_going: Callable[[], Any] | None = None,
     ) -> None:
         self.engine, self.default, self.overrides = engine, default, dict(overrides)
-        self.max_batch, self.target, self.keep_going = max_batch, target, keep_going
+        self.max_batch, self.keep_going = max_batch, keep_going
+        self.target = target if target is not None else TARGET_SECONDS.get(engine.dialect.name, 0.005)
         self.batch = min(FIRST_BATCH, max_batch)
         self.report = Report()
 
