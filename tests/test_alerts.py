@@ -23,6 +23,7 @@ from werkzeug import Request, Response
 from router import alerts, db
 from router.destinations import url_destination
 from router.errors import RuleSetError
+from router.metrics import sample
 from router.ruleset import RuleSet, load_ruleset
 from router.worker import create_redis
 from tests.conftest import Router, RouterFactory, eventually, sign_in, write_rules
@@ -239,10 +240,14 @@ async def test_an_open_breaker_fires_at_once(
             return any((d.get("breaker") or {}).get("state") == "open" for d in listed["destinations"])
 
         await eventually(tripped, timeout=10, what="the breaker to open")
+        scraped = (await r.client.get("/metrics")).text
         (fired,) = await ev.round()  # an hour of `for` does not delay an open breaker
         assert fired.status == "firing"
         (notified,) = await sink.wait(1)
     assert "circuit breaker is open" in notified["summary"]
+    destination = url_destination(sink.url("/dest"))
+    assert sample(scraped, "router_breaker_open", {"destination": destination}) == 1
+    assert notified["subject"] == destination
 
 
 async def test_a_silent_source_fires_after_its_window_and_resolves_when_events_come(
