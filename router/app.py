@@ -16,8 +16,10 @@ from litestar.static_files import create_static_files_router
 
 from router import __version__, db, queue, ui
 from router.access import authorize, security_headers
+from router.api import alerts as alerts_api
 from router.api import audit as audit_api
 from router.api import destinations, events, health, hooks, runs, sources, users
+from router.api import metrics as metrics_api
 from router.api import rules as rules_api
 from router.api import secrets as secrets_api
 from router.api import uirules as uirules_api
@@ -123,6 +125,10 @@ def create_app(
             rules_api.dry_run_rule,
             rules_api.what_if_rule,
             health.health,
+            health.live,
+            health.ready,
+            metrics_api.scrape,
+            alerts_api.list_alerts,
             runs.list_dead_letters,
             runs.replay,
             runs.retry,
@@ -159,5 +165,6 @@ def create_app(
         },
         openapi_config=OpenAPIConfig(title="Event Router", version=__version__, path="/schema"),
         request_max_body_size=settings.max_body_bytes,
+        logging_config=None,  # every line goes through router/logs.py, not a root handler of Litestar's
         debug=False,
     )

@@ -83,10 +83,10 @@ def dev(host: str, port: int) -> None:
     import uvicorn
 
     from router.app import create_app
-    from router.logs import configure
+    from router.logs import configure, json_for
 
     settings = _settings()
-    configure(settings.log_level)
+    configure(settings.log_level, json_for("dev", settings.log_format))
     _prepare_database(settings)
     settings = _dev_first_start(settings)
     embedded = None
@@ -128,26 +128,43 @@ def serve(host: str, port: int, workers: int) -> None:
     """The web process (ingest, API); pair it with `router worker`."""
     import uvicorn
 
-    from router.logs import configure
+    from router.logs import configure, json_for
 
     settings = _settings()
-    configure(settings.log_level)
+    configure(settings.log_level, json_for("serve", settings.log_format))
     _prepare_database(settings)
+    from router.cli_ops import metrics_dir as prepare_metrics_dir
+
+    metrics_dir, own_dir = prepare_metrics_dir()
     click.echo(f"Event Router: http://{host}:{port}  ({workers} web process(es))")
-    uvicorn.run(
-        "router.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
+    try:
+        uvicorn.run(
+            "router.serving:create_served_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            log_config=None,  # uvicorn's lines go through our pipeline (router/logs.py)
+            access_log=False,
+        )
+    finally:
+        if own_dir:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
-def worker(burst: bool) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on this port (0: any free port).  [default: ROUTER_METRICS_PORT, else none]",
+)
+@click.option("--metrics-host", help="Address of the metrics port.  [default: ROUTER_METRICS_HOST, 127.0.0.1]")
+@click.option("--check", is_flag=True, help="Health check: exit 0 if a worker on this host beat recently, else 1.")
+def worker(burst: bool, metrics_port: int | None, metrics_host: str | None, check: bool) -> None:
     """Deliver: route events into runs and execute their steps (arq on ROUTER_REDIS_URL)."""
     import time
 
@@ -155,11 +172,19 @@ def worker(burst: bool) -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    from router.logs import configure
+    if check:
+        from router.cli_ops import worker_check
+
+        worker_check(_settings())
+        return
+    # A worker's metrics are its own process's, served on its own port: never prometheus-client's
+    # multiprocess files (an environment shared with `router serve` may name them).
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    from router.logs import configure, json_for
     from router.worker import build_worker
 
-    settings = _settings()
-    configure(settings.log_level)
+    settings = _settings(metrics_port=metrics_port, metrics_host=metrics_host)
+    configure(settings.log_level, json_for("worker", settings.log_format))
     _prepare_database(settings)
     log = structlog.get_logger("router.worker")
     # Redis going away (restart, failover) is waited out, not fatal: the database keeps the work.
@@ -221,13 +246,15 @@ def check(directory: Path | None, allow_missing_secrets: bool, fmt: str) -> None
                 click.echo(str(err), err=True)
             click.echo(f"{len(exc.errors)} problem(s) found", err=True)
         sys.exit(1)
+    rules = len(rs.rules) - len(rs.alerts)  # each alert notifies through a rule of its own
     if fmt == "json":
         click.echo(
             json.dumps(
                 {
                     "ok": True,
                     "sources": len(rs.sources),
-                    "rules": len(rs.rules),
+                    "rules": rules,
+                    "alerts": len(rs.alerts),
                     "files": list(rs.files),
                     "warnings": list(rs.warnings),
                 },
@@ -237,7 +264,8 @@ def check(directory: Path | None, allow_missing_secrets: bool, fmt: str) -> None
         return
     for warning in rs.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"ok: {len(rs.sources)} source(s), {len(rs.rules)} rule(s) in {len(rs.files)} file(s)")
+    alerts = f", {len(rs.alerts)} alert(s)" if rs.alerts else ""
+    click.echo(f"ok: {len(rs.sources)} source(s), {rules} rule(s){alerts} in {len(rs.files)} file(s)")
 
 
 @main.command()
@@ -369,6 +397,10 @@ def _add_delivery_commands() -> None:
     from router.polling.cli import poll_command
 
     main.add_command(poll_command)
+    from router.cli_ops import DB_COMMANDS
+
+    for command in DB_COMMANDS:
+        db_group.add_command(command)
 
 
 def _dev_first_start(settings: Settings) -> Settings:

@@ -52,10 +52,11 @@ def create_engine(url: str, *, durable: bool = False) -> AsyncEngine:
             cur.close()
 
         return engine
+    pool = pool_size()
     return create_async_engine(
         url,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=pool,
+        max_overflow=pool,
         pool_pre_ping=True,
         json_serializer=_json,
         json_deserializer=msgspec.json.decode,
@@ -77,6 +78,18 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
 
 
 _BEGIN_IMMEDIATE = text("BEGIN IMMEDIATE")
+
+
+def pool_size() -> int:
+    """Connections each process keeps open to PostgreSQL (ROUTER_DATABASE_POOL_SIZE); as many more may open
+    under load. Every web and worker process has its own pool: size PostgreSQL's max_connections for
+    2 x pool x processes (docs/deploy.md)."""
+    from router.settings import get_settings
+
+    try:
+        return get_settings().database_pool_size
+    except Exception:  # a bad setting is reported where the settings are read; not here
+        return 10
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -116,3 +129,34 @@ async def migrate(engine: AsyncEngine) -> None:
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+async def schema_problems(url: str) -> list[str]:
+    """What the database's schema lacks against this version: migrations not applied, and any difference
+    between the tables and the models (alembic's autogenerate comparison). Empty when they match."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from router.models import Base
+
+    def check(connection: Connection) -> list[str]:
+        context = MigrationContext.configure(connection)
+        applied = set(context.get_current_heads())
+        script = ScriptDirectory.from_config(_alembic_config(connection))
+        wanted = set(script.get_heads())
+        out = []
+        if applied != wanted:
+            have = ", ".join(sorted(applied)) or "none (an empty database)"
+            out.append(f"migrations applied: {have}; this version needs: {', '.join(sorted(wanted))}")
+            return out
+        for diff in compare_metadata(context, Base.metadata):
+            out.append(f"schema differs from the models: {diff}")
+        return out
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(check)
+    finally:
+        await engine.dispose()

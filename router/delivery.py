@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy import bindparam, exists, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from router import queue
+from router import logs, metrics, queue
 from router.actions import ACTIONS, ActionContext
 from router.capture import insert_events
 from router.destinations import Destinations, Hold, destination_of
@@ -144,6 +144,7 @@ class Deliverer:
 
     async def run(self, plan: RunPlan, rule: CompiledRule | None, ruleset: RuleSet) -> str:
         """Execute the run's pending steps; return its final status."""
+        logs.bind(event_id=plan.event["id"], rule=plan.rule_id, run_id=plan.id)  # on every line about this run
         if rule is None:
             return await self._finish(plan, "failed", f"rule {plan.rule_id!r} is no longer loaded")
         compiled = {s.id: s for s in rule.steps}
@@ -165,6 +166,7 @@ class Deliverer:
             if step is None:
                 return await self._finish(plan, "failed", f"step {row.step_id!r} is no longer in rule {rule.id!r}")
             last = row is todo[-1]
+            logs.bind(step=row.step_id)
             ctx = build_context(plan.event, ruleset.secrets, outputs)
             outcome = await self._step(plan, row, step, ctx, ruleset, last, rule)
             if outcome.status not in ("succeeded", "skipped"):
@@ -214,6 +216,7 @@ class Deliverer:
         if run_status is not None:
             ops += self._close(plan, run_status, run_error, outcome.next_attempt_at, job_id)
         await self.commit(ops)
+        metrics.step_outcome(plan.rule_id, row.step_id, step.action, outcome.status, plan.event["received_at"])
         if outcome.error is not None:
             log.warning(
                 "step_failed", step=row.step_id, event_id=plan.event["id"], error=outcome.error, outcome=outcome.status

@@ -139,6 +139,8 @@ def parse_json(raw: bytes) -> Any:
     try:
         return _json.decode(raw)
     except msgspec.DecodeError as exc:
+        if "UTF-8" in str(exc):  # msgspec >= 0.23 says "Invalid UTF-8 encoded string" here, not UnicodeDecodeError
+            raise IngestError(400, "Body is not valid UTF-8", f"invalid UTF-8 in a JSON string: {exc}") from None
         raise IngestError(400, "Body is not valid JSON", str(exc)) from None
     except UnicodeDecodeError as exc:  # msgspec raises this one bare for invalid UTF-8 inside a string: was a 500
         raise IngestError(400, "Body is not valid UTF-8", f"invalid UTF-8 in a JSON string: {exc.reason}") from None

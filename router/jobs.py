@@ -16,6 +16,7 @@ import structlog
 from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from router import logs
 from router.claim import claim_one
 from router.consumer import Consumer
 from router.db import write_transaction
@@ -95,6 +96,7 @@ async def process_event(ctx: dict[str, Any], event_id: str) -> int:
     its own (a test send, the reconciler of a worker without a consumer). For an event already routed (a
     job re-run after a crash) the unfinished runs are resumed.
     """
+    logs.bind(event_id=event_id)  # on every line of this job
     state = _state(ctx)
     ruleset = state.rules.current
     async with write_transaction(state.engine) as conn:
@@ -152,6 +154,7 @@ async def _open_runs(
 
 async def execute_run(ctx: dict[str, Any], run_id: str) -> str:
     """Resume one run (found pending or running by the sweep) at its first step not yet done."""
+    logs.bind(run_id=run_id)  # on every line of this job
     state = _state(ctx)
     ruleset = state.rules.current
     async with state.engine.begin() as conn:

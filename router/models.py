@@ -6,6 +6,7 @@ The database is the source of truth; Redis only carries work to do.
     InboxRequest (the built-in request inbox)
     User ─< ApiToken, User ─< UserSession; AuditEntry (who changed what); StoredSecret; UiRule
     PollState (one per polled, reconciled or scheduled source) ─< PollRun (each poll)
+    AlertState (what each alert last saw, per subject)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -341,3 +343,26 @@ class PollRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     note: Mapped[str | None] = mapped_column(Text)
     cursor: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class AlertState(Base):
+    """One alert's state for one subject (a destination, a source, or "" for the whole router).
+
+    ``status`` moves ok → pending → firing → ok; each move to or from ``firing`` is made by a conditional
+    UPDATE, so however many workers evaluate, one notification is sent per firing and one per resolve.
+    """
+
+    __tablename__ = "alert_states"
+
+    alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(300), primary_key=True, default="")
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)  # first watched
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime())  # when the condition began
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    value: Mapped[float | None] = mapped_column(Float)
+    summary: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -22,7 +22,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from watchfiles import Change, awatch
 
-from router import uirules
+from router import metrics, uirules
 from router.errors import RuleSetError
 from router.jobs import RulesHolder
 from router.settings import Settings
@@ -42,11 +42,13 @@ async def reload_rules(
         ruleset, errors = await uirules.load_all(settings, sessions)
     except RuleSetError as exc:
         holder.errors = [str(e) for e in exc.errors]
+        metrics.rules_reload_failed()
         for line in holder.errors:
             log.error("rules_reload_error", message=line, version_in_force=previous)
         return False
     except OSError as exc:
         holder.errors = [f"{settings.rules_dir}: cannot read the rules: {exc}"]
+        metrics.rules_reload_failed()
         log.error("rules_reload_error", message=holder.errors[0], version_in_force=previous)
         return False
     holder.current = ruleset  # the swap: one reference assignment

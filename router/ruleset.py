@@ -22,7 +22,7 @@ from router.errors import RuleError, RuleSetError
 from router.limits import LimitSpec
 from router.matcher import Expression, compile_expression, syntax_error_message
 from router.presets import PRESETS
-from router.retry import RetrySpec
+from router.retry import RetrySpec, parse_duration
 from router.ruleindex import RuleIndex
 from router.schema import Rule, RuleFile, Source
 from router.signatures import SCHEMES, VerifyConfig
@@ -47,6 +47,10 @@ class CompiledSource:
     preset: str | None = None
     event_type: Expression | None = None
     pull: Pull | None = None  # poll, reconcile or schedule (router.polling); None: webhooks only
+    expect_at_least: int = 0  # `expect`: at least this many events…
+    expect_every: float = 0.0  # …in every window this long (seconds); 0: no expectation
+    retention_days: float | None = None  # `retention`: overrides of ROUTER_RETENTION_*
+    retention_max_events: int | None = None
 
     @property
     def kind(self) -> str:
@@ -109,6 +113,8 @@ class RuleSet:
     def candidates(self, source: str, ctx: Mapping[str, Any]) -> list[CompiledRule]:
         """The enabled rules of ``source`` whose filters could be true for ``ctx``, in load order."""
         return self.index(source).candidates(ctx)
+
+    alerts: Mapping[str, Any] = field(default_factory=dict)  # id: router.alertrules.CompiledAlert
 
 
 def format_path(path: Path_) -> str:
@@ -257,6 +263,10 @@ class _Loader:
             preset=preset.name if preset else None,
             event_type=event_type,
             pull=pull,
+            expect_at_least=src.expect.at_least if src.expect else 0,
+            expect_every=parse_duration(src.expect.every) if src.expect else 0.0,
+            retention_days=src.retention.days if src.retention else None,
+            retention_max_events=src.retention.max_events if src.retention else None,
         )
 
     # -- rules -----------------------------------------------------------------------------
@@ -422,6 +432,10 @@ def load_ruleset(
                 )
                 continue
             rules[rule.id] = loader.compile_rule(rule, locator, path, raw_sources)
+    from router.alertrules import compile_alerts
+
+    alerts, alert_rules = compile_alerts(loader, parsed, sources)
+    rules.update(alert_rules)
     if loader.errors:
         raise RuleSetError(loader.errors)
     return RuleSet(
@@ -432,6 +446,7 @@ def load_ruleset(
         files=tuple(_display(p) for p in rule_files(root)),
         warnings=tuple(loader.warnings),
         secrets=secrets_from_env(env),
+        alerts=alerts,
     )
 
 
@@ -446,7 +461,7 @@ def _validate_file(loader: _Loader, data: Any, locator: Locator) -> RuleFile | N
     if not isinstance(data, dict):
         loader.error("expected a mapping with `sources:` and/or `rules:`, or one rule", locator, ())
         return None
-    if "rules" not in data and "sources" not in data and ("steps" in data or "source" in data):
+    if not {"rules", "sources", "alerts"} & data.keys() and ("steps" in data or "source" in data):
         locator.single_rule = True
         try:
             return RuleFile(rules=[Rule.model_validate(data)])
@@ -463,9 +478,18 @@ def _validate_file(loader: _Loader, data: Any, locator: Locator) -> RuleFile | N
 def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
     """The pydantic model that validates the mapping at ``loc`` (to list its allowed fields)."""
     from router.polling.spec import PollSpec, ScheduleSpec
-    from router.schema import Step, Verify
+    from router.schema import Alert, Expect, Retention, Step, Verify
 
-    kinds = {"sources": Source, "rules": Rule, "steps": Step, "verify": Verify}
+    kinds = {
+        "sources": Source,
+        "rules": Rule,
+        "steps": Step,
+        "verify": Verify,
+        "alerts": Alert,
+        "notify": Step,
+        "expect": Expect,
+        "retention": Retention,
+    }
     kinds |= {"poll": PollSpec, "reconcile": PollSpec, "schedule": ScheduleSpec}
     for part in loc:
         if isinstance(part, str) and part in kinds:

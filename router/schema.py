@@ -16,7 +16,7 @@ from router.actions import ACTIONS
 from router.limits import LimitSpec
 from router.polling.spec import PollSpec, ScheduleSpec
 from router.presets import PRESETS
-from router.retry import RetrySpec
+from router.retry import Duration, RetrySpec
 from router.signatures import SCHEMES
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -47,6 +47,22 @@ class Verify(_Model):
     )
     tolerance: int | None = Field(
         None, ge=1, le=86400, description="Largest accepted age of a signed timestamp, in seconds.", examples=[300]
+    )
+
+
+class Expect(_Model):
+    """Traffic a source should get; an alert of kind `source_silent` fires when it gets less."""
+
+    at_least: int = Field(1, ge=1, description="Events at least…", examples=[1])
+    every: Duration = Field(description="…in every window this long.", examples=["1h"])
+
+
+class Retention(_Model):
+    """How long this source's events are kept (overrides ROUTER_RETENTION_DAYS / ROUTER_RETENTION_MAX_EVENTS)."""
+
+    days: float | None = Field(None, ge=0, description="Keep events this many days; 0 keeps them all.", examples=[7])
+    max_events: int | None = Field(
+        None, ge=0, description="Keep at most this many events (the newest); 0: no cap.", examples=[100000]
     )
 
 
@@ -83,6 +99,10 @@ class Source(_Model):
         "reconcile); items whose id matches a received webhook's dedupe key are skipped.",
     )
     schedule: ScheduleSpec | None = Field(None, description="Emit one event per tick of a clock (no webhook URL).")
+    expect: Expect | None = Field(
+        None, description="Traffic this source should get; a `source_silent` alert fires when it gets less."
+    )
+    retention: Retention | None = Field(None, description="How long this source's events are kept.")
 
 
 class Step(_Model):
@@ -130,13 +150,49 @@ class Rule(_Model):
         return self
 
 
+ALERT_KINDS = ("destination_failing", "dead_letters", "backlog", "source_silent", "rule_errors")
+
+
+class Alert(_Model):
+    """A condition watched by the workers; `notify` runs when it fires and again when it resolves."""
+
+    id: Slug = Field(description="Alert id, unique across all rule files.", examples=["slack-down"])
+    kind: Literal["destination_failing", "dead_letters", "backlog", "source_silent", "rule_errors"] = Field(
+        description="destination_failing: a destination's attempts have failed for `for` (or its breaker is open); "
+        "dead_letters: at least `at_least` runs died within `within`; backlog: work has waited longer than "
+        "`older_than`; source_silent: a source with `expect` got too few events; rule_errors: rule files "
+        "do not load."
+    )
+    description: str = Field("", description="What the alert is for; shown in the UI and the notification.")
+    for_: Duration | None = Field(
+        None, alias="for", description="destination_failing: failing this long, no success since (default 5m)."
+    )
+    destinations: list[str] | None = Field(
+        None,
+        description="destination_failing: only these destinations (scheme://host:port, e.g. "
+        "https://hooks.slack.com:443); default all.",
+    )
+    at_least: int | None = Field(None, ge=1, description="dead_letters: this many dead runs (default 1)…")
+    within: Duration | None = Field(None, description="dead_letters: …within this window (default 15m).")
+    older_than: Duration | None = Field(None, description="backlog: work waiting longer than this (default 5m).")
+    sources: list[Slug] | None = Field(
+        None, description="source_silent: only these sources (each needs `expect`); default every source with one."
+    )
+    notify: list[Step] = Field(
+        min_length=1,
+        description="Steps run when the alert fires and when it resolves (`body.status`: firing or resolved); "
+        "their templates see the alert as `body`.",
+    )
+
+
 class RuleFile(_Model):
-    """A rule file: a `sources:` list, a `rules:` list, or both."""
+    """A rule file: a `sources:` list, a `rules:` list, an `alerts:` list, or several."""
 
     model_config = ConfigDict(extra="forbid", title="Event Router rule file")
 
     sources: list[Source] = Field(default_factory=list, description="Sources: webhooks, polled APIs, schedules.")
     rules: list[Rule] = Field(default_factory=list, description="Rules.")
+    alerts: list[Alert] = Field(default_factory=list, description="Alerts (see docs/alerts.md).")
 
 
 def json_schema() -> dict[str, Any]:
@@ -146,7 +202,7 @@ def json_schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Event Router rule file",
-        "description": "A `sources:` list, a `rules:` list, both, or one rule at top level.",
+        "description": "A `sources:` list, a `rules:` list, an `alerts:` list, or one rule at top level.",
         "$defs": file_schema.pop("$defs", {}) | {"RuleFile": file_schema},
         "anyOf": [{"$ref": "#/$defs/RuleFile"}, rule_schema],
     }

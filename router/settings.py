@@ -39,6 +39,15 @@ _ACCEPTS: dict[str, str] = {
     "session_hours": "a number of hours from 0.1 to 720",
     "cookie_secure": "auto, true or false",
     "secret_key": "comma-separated Fernet keys (generate one with `router secrets keygen`)",
+    "log_format": "auto, json or console",
+    "database_pool_size": "a whole number from 1 to 500",
+    "metrics_port": "a whole number from 1 to 65535",
+    "heartbeat_timeout": "a number of seconds from 3 to 3600",
+    "retention_days": "a number of days, 0 (keep forever) or more",
+    "retention_max_events": "a whole number of events, 0 (no cap) or more",
+    "retention_interval": "a number of seconds from 1 upwards",
+    "retention_batch": "a whole number from 1 to 10000",
+    "alert_interval": "a number of seconds from 1 to 3600",
 }
 
 
@@ -48,6 +57,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTER_", extra="ignore", frozen=True)
 
     database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy async database URL.")
+    database_pool_size: int = Field(
+        10, ge=1, le=500, description="PostgreSQL connections per process (as many more may open under load)."
+    )
     redis_url: str | None = Field(None, description="Redis URL; unset makes `router dev` start an embedded Redis.")
     rules_dir: Path = Field(Path("./rules"), description="Folder of rule files, read recursively.")
     smtp_host: str = Field("localhost", description="SMTP server host for the email action.")
@@ -85,6 +97,24 @@ class Settings(BaseSettings):
         25, ge=0, le=3600, description="Seconds a worker given SIGTERM waits for running jobs before handing them back."
     )
     log_level: str = Field("info", description="Log level.")
+    log_format: str = Field(
+        "auto", description="Log lines as json, or console (readable); auto: console under `router dev`, else json."
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Port of a worker's Prometheus metrics (`router worker --metrics-port`)."
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address a worker's metrics port listens on.")
+    heartbeat_timeout: float = Field(
+        30.0,
+        ge=3,
+        le=3600,
+        description="/health/ready and `router worker --check` fail when no worker has beaten for this many seconds.",
+    )
+    retention_days: float = Field(0, ge=0, description="Keep events (with their runs) this many days; 0 keeps all.")
+    retention_max_events: int = Field(0, ge=0, description="Keep at most this many events per source; 0: no cap.")
+    retention_interval: float = Field(300.0, ge=1, description="Seconds between retention prunes.")
+    retention_batch: int = Field(500, ge=1, le=10000, description="Most events one prune transaction deletes.")
+    alert_interval: float = Field(30.0, ge=1, le=3600, description="Seconds between alert evaluations.")
     egress_allow: str = Field(
         "",
         description="Comma-separated CIDRs and host names outgoing calls may reach besides public addresses "
@@ -119,6 +149,13 @@ class Settings(BaseSettings):
     def _cookie_secure(cls, value: str) -> str:
         if value.lower() not in {"auto", "true", "false"}:
             raise ValueError("not auto, true or false")
+        return value.lower()
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value.lower() not in {"auto", "json", "console"}:
+            raise ValueError("not auto, json or console")
         return value.lower()
 
     @field_validator("log_level")

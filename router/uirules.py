@@ -30,7 +30,7 @@ from ruamel.yaml.scalarstring import LiteralScalarString
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from router import audit, secretstore
+from router import audit, logs, secretstore
 from router.errors import RuleError, RuleSetError
 from router.models import UiRule, utcnow
 from router.retry import RetrySpec
@@ -254,6 +254,7 @@ async def load_all(settings: Settings, sessions: async_sessionmaker[AsyncSession
     A database that cannot be read leaves the file rules in force, with an error saying so.
     """
     files = await asyncio.to_thread(lambda: load_ruleset(settings.rules_dir).build_indexes())
+    logs.remember_secrets([*files.secrets.values(), *(s.verify.secret for s in files.sources.values() if s.verify)])
     if sessions is None:
         return files, []
     try:
@@ -264,6 +265,7 @@ async def load_all(settings: Settings, sessions: async_sessionmaker[AsyncSession
         return files, [f"UI rules and stored secrets could not be read from the database: {type(exc).__name__}: {exc}"]
     # compiling UI rules and indexing a large set is CPU work: off the event loop, so ingest keeps answering
     merged, errors = await asyncio.to_thread(lambda: _merged_and_indexed(files, rows, stored))
+    logs.remember_secrets(stored.values())  # never to be written in a log line
     return merged, errors + secret_errors
 
 

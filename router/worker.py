@@ -11,7 +11,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from router import db
+from router import db, ops
 from router.consumer import Consumer
 from router.delivery import LEDGER_ORDER
 from router.errors import RuleSetError
@@ -136,8 +136,10 @@ def build_worker(
             return
         ws.ledger = LedgerWriter(ws.engine, LEDGER_ORDER).start()
         ws.consumer = worker.consumer = Consumer(ws, concurrency=settings.worker_concurrency).start()
+        ctx["ops"] = await ops.start(settings, ws)  # heartbeat, metrics, alerts, prune
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        await ops.stop(ctx.get("ops"))
         if "rules_watcher" in ctx:
             await ctx["rules_watcher"].stop()
         ws: WorkerState | None = ctx.get("state")

@@ -130,6 +130,43 @@ def postgres_db() -> Iterator[str | None]:
     sync(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def fresh_postgres() -> Iterator[str]:
+    """A PostgreSQL database of this test's own (a random name), dropped after it; skipped when none answers.
+
+    For tests whose processes need a database nobody else touches (the session's is shared and emptied)."""
+    import asyncpg
+
+    admin = _postgres_admin_url()
+    name = f"router_own_{uuid.uuid4().hex[:8]}"
+    user = os.environ.get("PGUSER", "postgres")
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin, user=user, timeout=3)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def sync(sql: str) -> None:  # may be first requested from inside a running loop
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, run(sql)).result()
+
+    try:
+        sync(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncpg.PostgresError) as exc:
+        if os.environ.get("ROUTER_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required but unavailable at {admin}: {exc}")
+        pytest.skip(f"PostgreSQL is not reachable (set ROUTER_TEST_POSTGRES_URL): {exc}")
+    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    if "@" not in base:
+        base = base.replace("://", f"://{user}@", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        sync(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each test using this runs on SQLite and on PostgreSQL (tables emptied first)."""

@@ -165,6 +165,9 @@ PUBLIC = {
     ("POST", "/hooks/{source}"),
     *((m, "/inbox/{name}") for m in ("GET", "POST", "PUT", "PATCH", "DELETE")),
     ("GET", "/health"),
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
+    ("GET", "/metrics"),  # Prometheus scrapes without a token; keep it on the private network (deploy.md)
     ("GET", "/login"),
     ("POST", "/login"),
     ("GET", "/static/{file_path}"),

@@ -322,7 +322,7 @@ def test_web_serves_on_all_interfaces_with_two_processes(services: dict[str, dic
     port = ctx.params["port"]
     published = [str(p) for p in web.get("ports", [])]
     assert any(p.rsplit(":", 1)[-1].split("/")[0] == str(port) for p in published), (port, published)
-    assert f":{port}/health" in healthcheck_text(web)
+    assert f"127.0.0.1:{port}/health/ready" in healthcheck_text(web)  # ready: database, Redis, rules, a worker
 
 
 def test_worker_runs_the_worker_with_replicas(services: dict[str, dict[str, Any]]) -> None:
@@ -333,6 +333,22 @@ def test_worker_runs_the_worker_with_replicas(services: dict[str, dict[str, Any]
     assert int(worker.get("deploy", {}).get("replicas", 1)) >= 2
     assert "container_name" not in worker, "a fixed container name prevents scaling"
     assert "ports" not in worker
+
+
+def test_worker_checks_its_own_heartbeat_and_serves_metrics(services: dict[str, dict[str, Any]]) -> None:
+    worker = services["worker"]
+    check = worker.get("healthcheck") or {}
+    test = argv(check.get("test"))
+    assert test[:1] == ["CMD"], test
+    assert test[1] == image_entrypoint()[0], "the check runs the image's router"
+    ctx = parse_router_command(test[2:])
+    assert ctx.info_name == "worker"
+    assert ctx.params["check"] is True
+    run = parse_router_command(argv(worker["command"]))
+    port = run.params["metrics_port"]
+    assert port, "the worker serves no metrics"
+    assert run.params["metrics_host"] == "0.0.0.0", "metrics on loopback cannot be scraped from another container"
+    assert str(port) in [str(p) for p in worker.get("expose", [])]
 
 
 def test_backing_services_have_healthchecks(services: dict[str, dict[str, Any]]) -> None:
@@ -429,3 +445,18 @@ def test_build_context_holds_what_the_dockerfile_copies() -> None:
 @pytest.mark.parametrize("name", [".git", ".venv", "data", "tests", "rules", "bench", ".ci"])
 def test_dockerignore_keeps_local_state_out(name: str) -> None:
     assert dockerignored(name)
+
+
+def test_database_pool_size_sets_each_process_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/deploy.md sizes PostgreSQL's connections from ROUTER_DATABASE_POOL_SIZE: the engine must use it."""
+    from router import db
+    from router.settings import get_settings
+
+    monkeypatch.setenv("ROUTER_DATABASE_POOL_SIZE", "3")
+    get_settings.cache_clear()
+    try:
+        engine = db.create_engine("postgresql+asyncpg://router@127.0.0.1:1/router")  # connects lazily: none made
+        assert engine.pool.size() == 3  # type: ignore[attr-defined]
+        assert engine.pool._max_overflow == 3  # type: ignore[attr-defined]
+    finally:
+        get_settings.cache_clear()

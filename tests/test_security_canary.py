@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-import structlog
 from cryptography.fernet import Fernet
 from pytest_httpserver import HTTPServer
 from sqlalchemy import text
 from werkzeug import Request, Response
 
 from router import db
-from router.logs import configure
+from router.logs import REDACTED, configure
+from router.logs import reset as reset_logging
 from router.models import Base
 from tests.conftest import Router, RouterFactory, eventually, sign_in, write_rules
 from tests.ui_pages import api_reads, ui_pages
@@ -110,7 +110,9 @@ async def redis_places(url: str, found: list[str]) -> int:
     return keys
 
 
+@pytest.mark.parametrize("level", ["info", "debug"])
 async def test_the_canary_never_leaves_the_wire(
+    level: str,
     router_factory: RouterFactory,
     httpserver: HTTPServer,
     capfd: pytest.CaptureFixture[str],
@@ -126,8 +128,8 @@ async def test_the_canary_never_leaves_the_wire(
         return Response(f'{{"ok": true, "seen": "{ENV_CANARY}"}}', 200, mimetype="application/json")
 
     httpserver.expect_request("/hook/" + UI_CANARY).respond_with_handler(sink)
-    configure("info")  # the production log set-up, writing to the captured stderr
-    caplog.set_level(logging.INFO)
+    configure(level, json_logs=True)  # the production log set-up, writing to the captured stderr
+    caplog.set_level(getattr(logging, level.upper()))
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the sink's access log is the target's, not ours
     key = Fernet.generate_key().decode()
     env = {"ROUTER_SECRET_ENV_CANARY": ENV_CANARY}
@@ -160,10 +162,8 @@ async def test_the_canary_never_leaves_the_wire(
             tables, rows = await database_places(r.settings.database_url, found)
             keys = await redis_places(r.settings.redis_url or "", found)
     finally:
-        structlog.reset_defaults()
-        logging.getLogger("httpx").setLevel(logging.NOTSET)
-        for name in ("arq.worker", "werkzeug"):
-            logging.getLogger(name).setLevel(logging.NOTSET)
+        reset_logging()
+        logging.getLogger("werkzeug").setLevel(logging.NOTSET)
     out, err = capfd.readouterr()
     for where, captured in (("stdout", out), ("stderr", err), ("log records", caplog.text)):
         leaks(where, captured, found)
@@ -173,7 +173,12 @@ async def test_the_canary_never_leaves_the_wire(
         f"searched 3 log streams ({len(out) + len(err) + len(caplog.text):,} chars), {tables} tables ({rows} rows), "
         f"{keys} Redis keys, {len(api)} API reads, {len(pages)} UI pages = {places} places, {len(found)} leaks"
     )
-    assert "step_failed" in out + err + caplog.text  # the capture did see the router's own log lines
+    logged = out + err + caplog.text
+    assert "step_failed" in logged  # the capture did see the router's own log lines
+    if level == "debug":  # the libraries spoke too, about the very requests that carried the canaries
+        assert '"logger": "httpx"' in err, "no httpx line at DEBUG"
+        assert '"logger": "sqlalchemy.engine.Engine"' in err, "no SQL line at DEBUG"
+        assert f"/hook/{REDACTED}" in err, "the sink URL (which holds the UI canary) was not logged redacted"
     assert found == []
 
 

@@ -31,6 +31,13 @@ RULES = {
 EXAMPLES = 20
 
 
+def no_worker_yet(path: str, response: Any) -> bool:
+    """This app runs no worker: /health/ready's 503 naming only the worker heartbeat is its answer, not a fault."""
+    if path != "/health/ready" or response.status_code != 503:
+        return False
+    return bool(response.json().get("failing") == ["workers"])
+
+
 def test_no_operation_answers_5xx(tmp_path: Path, redis_clean: str, sqlite_url: str) -> None:
     schemathesis = pytest.importorskip("schemathesis")
     config = load_settings(database_url=sqlite_url, redis_url=redis_clean, rules_dir=write_rules(tmp_path / "r", RULES))
@@ -48,7 +55,7 @@ def test_no_operation_answers_5xx(tmp_path: Path, redis_clean: str, sqlite_url: 
             def run(case: Any) -> None:
                 calls["n"] += 1
                 response = case.call(base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=10)
-                if response.status_code >= 500:
+                if response.status_code >= 500 and not no_worker_yet(case.formatted_path, response):
                     failures.append(
                         f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:200]}"
                     )

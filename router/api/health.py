@@ -1,7 +1,12 @@
-"""``GET /health``: 200 only when the database, Redis and a valid rule set are all ready.
+"""Health: ``/health/live`` (the process answers), ``/health/ready`` (it can do its job) and ``/health``.
 
-Polled and scheduled sources are reported under ``checks.polls``: one failing (3 polls in a row) or
-overdue makes ``status`` ``degraded``, still 200 (the router serves; a provider's API is failing).
+- ``/health/live``: 200 whenever the process answers; for liveness probes (restart when it fails).
+- ``/health/ready``: 200 when the database and Redis answer, a valid rule set is loaded and a worker
+  has beaten within ``ROUTER_HEARTBEAT_TIMEOUT`` seconds (router/heartbeat.py); 503 naming what fails.
+- ``/health``: the database, Redis and rules (as before: 200 or 503), plus what it knows of the workers
+  and the storage (database size, oldest event kept), which never fail it. Polled and scheduled
+  sources are reported under ``checks.polls``: one failing (3 polls in a row) or overdue makes
+  ``status`` ``degraded``, still 200 (the router serves; a provider's API is failing).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from typing import Any
 from litestar import Response, get
 from litestar.datastructures import State
 
-from router import db
+from router import db, heartbeat, storage
 
 
 async def _check(coro: Any) -> dict[str, Any]:
@@ -20,37 +25,53 @@ async def _check(coro: Any) -> dict[str, Any]:
         await asyncio.wait_for(coro, timeout=2.0)
         return {"ok": True}
     except Exception as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__}
+        return {"ok": False, "error": _error(exc)}
 
 
-@get(
-    "/health",
-    operation_id="Health",
-    tags=["health"],
-    summary="Readiness of the database, Redis and rules",
-    opt={"public": True},
-)
-async def health(state: State) -> Response[dict[str, Any]]:
-    database = await _check(db.ping(state.engine))
-    redis = await _check(state.redis.ping())
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _rules(state: State) -> dict[str, Any]:
     rules = state.rules
-    rules_check: dict[str, Any] = {
+    check: dict[str, Any] = {
         "ok": rules.loaded and not rules.errors,
         "version": rules.current.version,
         "sources": len(rules.current.sources),
         "rules": len(rules.current.rules),
     }
     if rules.errors:
-        rules_check["errors"] = rules.errors
+        check["errors"] = rules.errors
     if not rules.loaded and not rules.errors:
-        rules_check["error"] = "rules not loaded yet"
-    checks = {"database": database, "redis": redis, "rules": rules_check}
+        check["error"] = "rules not loaded yet"
+    return check
+
+
+async def _workers(state: State) -> dict[str, Any]:
+    timeout = state.settings.heartbeat_timeout
+    try:
+        found = await asyncio.wait_for(heartbeat.alive(state.redis), timeout=2.0)
+    except Exception as exc:
+        return {"ok": False, "alive": 0, "error": f"cannot read worker heartbeats: {_error(exc)}"}
+    check: dict[str, Any] = {
+        "ok": bool(found),
+        "alive": len(found),
+        "workers": [{k: w.get(k) for k in ("id", "version", "database")} for w in found],
+    }
+    if not found:
+        check["error"] = (
+            f"no worker has beaten in the last {timeout:g} s (ROUTER_HEARTBEAT_TIMEOUT); start `router worker`"
+        )
+    return check
+
+
+def _answer(checks: dict[str, dict[str, Any]], extra: dict[str, Any] | None = None) -> Response[dict[str, Any]]:
     failing = [name for name, c in checks.items() if not c["ok"]]
-    polls = await _polls(state) if database["ok"] else {"ok": True, "skipped": "database unavailable"}
-    degraded = [] if polls["ok"] else ["polls"]
+    degraded = [name for name, c in (extra or {}).get("advisories", {}).items() if not c["ok"]]
     status = "unavailable" if failing else ("degraded" if degraded else "ok")
-    body = {"status": status, "failing": failing, "degraded": degraded, "checks": checks | {"polls": polls}}
-    return Response(body, status_code=200 if not failing else 503)
+    advisories = (extra or {}).pop("advisories", {})
+    body = {"status": status, "failing": failing, "degraded": degraded, "checks": checks | advisories}
+    return Response(body | (extra or {}), status_code=200 if not failing else 503)
 
 
 async def _polls(state: State) -> dict[str, Any]:
@@ -61,3 +82,39 @@ async def _polls(state: State) -> dict[str, Any]:
         return await asyncio.wait_for(health_check(state.engine, state.rules.current, utcnow()), timeout=2.0)
     except Exception as exc:
         return {"ok": True, "error": f"poll state unreadable: {type(exc).__name__}"}
+
+
+@get(
+    "/health",
+    operation_id="Health",
+    tags=["health"],
+    summary="Readiness of the database, Redis and rules; workers and storage for information",
+    opt={"public": True},
+)
+async def health(state: State) -> Response[dict[str, Any]]:
+    database = await _check(db.ping(state.engine))
+    redis = await _check(state.redis.ping())
+    checks = {"database": database, "redis": redis, "rules": _rules(state)}
+    workers = await _workers(state) if redis["ok"] else {"alive": None}
+    kept = await storage.storage_figures(state.engine) if database["ok"] else {}
+    polls = await _polls(state) if database["ok"] else {"ok": True, "skipped": "database unavailable"}
+    extra = {"workers": {k: v for k, v in workers.items() if k != "ok"}, "storage": kept}
+    return _answer(checks, extra | {"advisories": {"polls": polls}})
+
+
+@get("/health/live", operation_id="HealthLive", tags=["health"], summary="The process answers", opt={"public": True})
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get(
+    "/health/ready",
+    operation_id="HealthReady",
+    tags=["health"],
+    summary="Database, Redis, rules and a worker heartbeat are all ready",
+    opt={"public": True},
+)
+async def ready(state: State) -> Response[dict[str, Any]]:
+    database, redis = await asyncio.gather(_check(db.ping(state.engine)), _check(state.redis.ping()))
+    workers = await _workers(state) if redis["ok"] else {"ok": False, "error": "Redis does not answer"}
+    return _answer({"database": database, "redis": redis, "rules": _rules(state), "workers": workers})

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from router.api.problems import problem
 from router.errors import IngestError
 from router.ingest import Incoming, accept, check_content_encoding, find_source, fold_headers, fold_pairs, parse_body
+from router.metrics import ingest_metrics
 from router.models import InboxRequest, new_id, utcnow
 
 
@@ -41,6 +42,7 @@ def incoming(
     status_code=202,
     summary="Receive a webhook",
     opt={"public": True},  # authenticated by the source's own signature scheme
+    middleware=[ingest_metrics],  # router_events_received_total and router_ingest_seconds, from the status
 )
 async def receive(
     request: Request[Any, Any, Any],

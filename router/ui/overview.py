@@ -16,7 +16,7 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Response, Template
 
-from router import destinations, stats
+from router import alerts, destinations, stats, storage
 from router.access import principal_of
 from router.charts import bar_chart, line_chart
 from router.jobs import enqueuer
@@ -122,6 +122,8 @@ async def overview_page(
         range_error=error,
         rule_errors=list(state.rules.errors),
         failing=await failing(state, window.first),
+        alerts=await alerts.overview(state.engine, rules),
+        storage=await storage.storage_figures(state.engine),
         notice="",
         notice_error=False,
     )
