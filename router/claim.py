@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from router import logs
 from router.delivery import RunPlan, StepRow
 from router.models import Event, Run, RunStep, new_id, utcnow
 from router.routing import build_context, event_from_row, match_rules
@@ -144,6 +145,8 @@ async def route(conn: AsyncConnection, rows: Any, ruleset: RuleSet, now: datetim
         if len(event_plans) == 1:
             event_plans[0].finishes_event = True  # the event's state is written with its only run's
         claimed.plans.extend(event_plans)
+        if logs.debugging():
+            log.debug("event_routed", event_id=row.id, matched=len(matched))
     if runs:
         await conn.execute(_INSERT_RUNS, runs)
         await conn.execute(_INSERT_STEPS, steps)

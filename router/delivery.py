@@ -9,6 +9,7 @@ written in the same transaction as its last step.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -227,8 +228,15 @@ class Deliverer:
                 await self.enqueue("execute_run", plan.id, job_id=job_id, defer=delay)
             except Exception as exc:  # Redis down: the reconciler enqueues it under the same job id
                 log.warning("retry_enqueue_failed", run_id=plan.id, error=str(exc))
-        elif run_status is not None and run_status != "succeeded":  # successes are counted, not logged one by one
-            log.info("run_finished", run_id=plan.id, rule=plan.rule_id, status=run_status)
+        elif run_status is not None and (run_status != "succeeded" or logs.debugging()):
+            # a success is counted (router_step_attempts_total), and written as a line only at DEBUG
+            log.log(
+                logging.INFO if run_status != "succeeded" else logging.DEBUG,
+                "run_finished",
+                run_id=plan.id,
+                rule=plan.rule_id,
+                status=run_status,
+            )
         return outcome
 
     async def _execute(

@@ -23,15 +23,17 @@ from typing import Any
 
 import aiohttp
 import msgspec
+import structlog
 from multidict import CIMultiDict
 from yarl import URL
 
-from router import __version__
+from router import __version__, logs
 from router.egress import EgressBlocked, EgressPolicy, Guard, GuardedConnector, Resolver
 from router.errors import PermanentError, TransientError
 from router.results import StepResult
 from router.settings import Settings
 
+log = structlog.get_logger("router.http")
 USER_AGENT = f"event-router/{__version__}"
 SNIPPET_BYTES = 4096
 MAX_RESPONSE_BYTES = 5 * 1024 * 1024
@@ -191,6 +193,8 @@ async def send(
         raise PermanentError(f"invalid URL {url!r}: {exc}", request=summary) from None
     except (aiohttp.ClientError, OSError) as exc:
         raise TransientError(f"connection failed: {_describe(exc)}", request=summary) from None
+    if logs.debugging():  # the URL may hold a secret: the log pipeline redacts every known one
+        log.debug("http_request", method=method, url=summary["url"], status=status, bytes=len(raw))
     result = StepResult(
         status=status,
         headers=response_headers,

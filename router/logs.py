@@ -27,6 +27,13 @@ _secrets: set[str] = set()
 _needles: tuple[str, ...] = ()
 
 bind = structlog.contextvars.bind_contextvars
+_debug = False
+
+
+def debugging() -> bool:
+    """Whether DEBUG lines are written: checked before the per-event lines of the hot path, so a process
+    at INFO does not even build them (structlog's lazy logger would otherwise bind on every call)."""
+    return _debug
 
 
 def remember_secrets(values: Iterable[str | None]) -> None:
@@ -120,7 +127,9 @@ def _library_levels(level: int) -> dict[str, int | None]:
 
 def configure(level: str = "info", json_logs: bool | None = None) -> None:
     """Set up the pipeline. ``json_logs`` None: JSON unless standard error is a terminal."""
+    global _debug
     lvl = getattr(logging, level.upper(), logging.INFO)
+    _debug = lvl <= logging.DEBUG
     json_logs = (not sys.stderr.isatty()) if json_logs is None else json_logs
     remember_environment()
     logging.setLogRecordFactory(_scrubbed_record)

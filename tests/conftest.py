@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import functools
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -36,7 +37,21 @@ REPO = HERE.parent
 
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free loopback port below the kernel's ephemeral range (32768 and up by default).
+
+    A port the kernel hands out for ``bind(0)`` is from the range it also gives outgoing connections,
+    so with many connections open (a worker's keep-alive pool) another socket can take it between our
+    probe and the server's bind; ports below the range are only ever taken on purpose.
+    """
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # the low range is crowded: fall back to the kernel's choice
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

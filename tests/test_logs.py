@@ -48,7 +48,7 @@ async def test_delivery_lines_carry_event_rule_run_and_step_as_json(
 ) -> None:
     httpserver.expect_request("/ok").respond_with_data("ok")
     httpserver.expect_request("/down").respond_with_data("nope", status=400)
-    configure("info", json_logs=True)
+    configure("debug", json_logs=True)  # a line per routed event and per finished run is written at DEBUG
     sink = httpserver.url_for("").rstrip("/")
     async with router_factory({"r.yaml": RULES.replace("SINK", sink)}, env={"ROUTER_SECRET_LOG_KEY": "k3y-" * 4}) as r:
         event_id = (await r.hook("shop", {"order": 1})).json()["event_id"]

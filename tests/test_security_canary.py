@@ -176,7 +176,7 @@ async def test_the_canary_never_leaves_the_wire(
     logged = out + err + caplog.text
     assert "step_failed" in logged  # the capture did see the router's own log lines
     if level == "debug":  # the libraries spoke too, about the very requests that carried the canaries
-        assert '"logger": "httpx"' in err, "no httpx line at DEBUG"
+        assert '"logger": "router.http"' in err, "no outgoing-call line at DEBUG"
         assert '"logger": "sqlalchemy.engine.Engine"' in err, "no SQL line at DEBUG"
         assert f"/hook/{REDACTED}" in err, "the sink URL (which holds the UI canary) was not logged redacted"
     assert found == []
