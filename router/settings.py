@@ -37,6 +37,7 @@ _ACCEPTS: dict[str, str] = {
     "session_hours": "a number of hours from 0.1 to 720",
     "cookie_secure": "auto, true or false",
     "secret_key": "comma-separated Fernet keys (generate one with `router secrets keygen`)",
+    "public_url": "an http:// or https:// URL such as https://router.example.com",
 }
 
 
@@ -83,6 +84,22 @@ class Settings(BaseSettings):
         description="Mark the session cookie Secure: auto (when the request came over HTTPS), true or false. "
         "Set true behind a TLS-terminating proxy.",
     )
+
+    public_url: str | None = Field(
+        None,
+        description="The router's own address as others reach it, read by templates as `router.public_url` "
+        "(the example rules deliver to its inbox); unset, `router dev` and `router serve` use the address they "
+        "serve on, and a separate `router worker` http://127.0.0.1:8000.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1].strip("/")) == 0:
+            raise ValueError("not an http(s) URL")
+        return value.rstrip("/")
 
     secret_key: str | None = Field(
         None,
