@@ -14,10 +14,11 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
-from router import __version__, db, queue, ui
+from router import __version__, db, queue, rejections, ui
 from router.access import authorize, security_headers
 from router.api import audit as audit_api
 from router.api import destinations, events, health, hooks, runs, users
+from router.api import rejections as rejections_api
 from router.api import rules as rules_api
 from router.api import secrets as secrets_api
 from router.api import uirules as uirules_api
@@ -130,13 +131,14 @@ def create_app(
             secrets_api.set_secret,
             secrets_api.delete_secret,
             audit_api.list_audit,
+            rejections_api.list_rejected,
             *uirules_api.HANDLERS,
             *(ui_handlers() if ui_pages else []),
         ],
         guards=[authorize],
         before_send=[security_headers],  # every response, the 404 of an unknown path too
         template_config=ui.template_config(),
-        lifespan=[lifespan],
+        lifespan=[lifespan, rejections.lifespan],  # the second starts after the first set up the engine
         exception_handlers={
             IngestError: on_ingest_error,
             NotAuthorizedException: on_not_signed_in,

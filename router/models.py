@@ -3,7 +3,7 @@
 The database is the source of truth; Redis only carries work to do.
 
     Event ─< Run ─< RunStep ─< Attempt
-    InboxRequest (the built-in request inbox)
+    InboxRequest (the built-in request inbox); Rejection (refused ingest requests, bounded)
     User ─< ApiToken, User ─< UserSession; AuditEntry (who changed what); StoredSecret; UiRule
 """
 
@@ -188,6 +188,27 @@ class InboxRequest(Base):
     query: Mapped[dict[str, Any]] = mapped_column(JSON)
     body_text: Mapped[str] = mapped_column(Text)
     body: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class Rejection(Base):
+    """A refused ingest request (401, 404, 413, …), kept so a provider's "your endpoint keeps failing" can be
+    looked up; bounded in count (ROUTER_REJECTIONS_KEEP). ``count`` > 1: that many like it, recorded as one
+    because they came faster than ROUTER_REJECTIONS_PER_SECOND."""
+
+    __tablename__ = "rejections"
+    __table_args__ = (Index("ix_rejections_source_id", "source", "id"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    body_size: Mapped[int | None] = mapped_column(Integer)
+    body_prefix: Mapped[str] = mapped_column(Text, default="")
+    count: Mapped[int] = mapped_column(Integer, default=1)
 
 
 class Destination(Base):

@@ -38,6 +38,8 @@ _ACCEPTS: dict[str, str] = {
     "cookie_secure": "auto, true or false",
     "secret_key": "comma-separated Fernet keys (generate one with `router secrets keygen`)",
     "public_url": "an http:// or https:// URL such as https://router.example.com",
+    "rejections_keep": "a whole number from 10 upwards",
+    "rejections_per_second": "a number above 0",
 }
 
 
@@ -70,6 +72,15 @@ class Settings(BaseSettings):
     )
     shutdown_grace: int = Field(
         25, ge=0, le=3600, description="Seconds a worker given SIGTERM waits for running jobs before handing them back."
+    )
+    rejections_keep: int = Field(
+        10_000, ge=10, description="How many rejected ingest requests are kept (the oldest are deleted)."
+    )
+    rejections_per_second: float = Field(
+        10.0,
+        gt=0,
+        description="Rejected ingest requests recorded (and logged) one by one per second; beyond it, each "
+        "source and status's refusals are counted in one row.",
     )
     log_level: str = Field("info", description="Log level.")
     egress_allow: str = Field(

@@ -146,7 +146,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         from sqlalchemy import text
 
         tables = "events, runs, run_steps, attempts, inbox_requests, destinations, users, api_tokens, user_sessions"
-        await conn.execute(text(f"TRUNCATE {tables}, audit_log, secrets, ui_rules CASCADE"))
+        await conn.execute(text(f"TRUNCATE {tables}, audit_log, secrets, ui_rules, rejections CASCADE"))
     await engine.dispose()
     return url
 

@@ -52,15 +52,42 @@ async def receive(
         check_content_encoding(headers_of(request))
         raw = await read_body(request, state.settings.max_body_bytes)
     except IngestError as exc:
+        note_rejection(request, state, source, exc)
         return unread(exc)
-    row = accept(ruleset, incoming(request, source, raw))
+    try:
+        row = accept(ruleset, incoming(request, source, raw))
+    except IngestError as exc:  # 401 signature, 400 body
+        note_rejection(request, state, source, exc, raw)
+        return problem(exc.status, exc.title, exc.detail)
     try:
         event_id, duplicate = await state.writer.store(row)
     except Exception:
-        return problem(503, "Storage unavailable", "the event could not be stored; retry later")
+        down = IngestError(503, "Storage unavailable", "the event could not be stored; retry later")
+        note_rejection(request, state, source, down, raw)
+        return problem(down.status, down.title, down.detail)
     if duplicate:
         return Response({"event_id": event_id, "duplicate": True}, status_code=200)
     return Response({"event_id": event_id}, status_code=202)
+
+
+def note_rejection(
+    request: Request[Any, Any, Any], state: State, source: str, exc: IngestError, raw: bytes | None = None
+) -> None:
+    """Record a refused request (router.rejections: no await, bounded); only refusals come here."""
+    length = request.headers.get("content-length")
+    ruleset = state.rules.current
+    state.rejections.note(
+        source=source,
+        status=exc.status,
+        title=exc.title,
+        reason=exc.detail,
+        remote_addr=request.client.host if request.client else None,
+        headers=headers_of(request),
+        body_size=len(raw) if raw is not None else int(length) if length and length.isdigit() else None,
+        body=raw or b"",
+        known=ruleset.sources.get(source),
+        secrets=ruleset.secrets,
+    )
 
 
 def unread(exc: IngestError) -> Response[Any]:

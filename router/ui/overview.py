@@ -16,7 +16,7 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Response, Template
 
-from router import destinations, stats
+from router import destinations, rejections, stats
 from router.access import principal_of
 from router.charts import bar_chart, line_chart
 from router.jobs import enqueuer
@@ -81,6 +81,7 @@ async def overview_page(
         events = await stats.events_per_bucket(session, window)
         deliveries = await stats.deliveries_per_bucket(session, window)
         latency = await stats.latency_per_bucket(session, window)
+        refused = await rejections.count_since(session, now - timedelta(days=1))
     base = str(request.base_url).rstrip("/")
     sources = [
         {
@@ -90,6 +91,7 @@ async def overview_page(
             "preset": source.preset or "",
             "description": source.description,
             "activity": activity[source.id],
+            "rejected": refused.get(source.id, 0),
         }
         for source in rules.sources.values()
     ]
@@ -118,6 +120,7 @@ async def overview_page(
         range_error=error,
         rule_errors=list(state.rules.errors),
         failing=await failing(state, window.first),
+        rejected_total=sum(refused.values()),
         notice="",
         notice_error=False,
     )

@@ -22,6 +22,7 @@ NAV = (
     ("events", "/events", "Events"),
     ("rules", "/rules", "Rules"),
     ("dead", "/dead-letters", "Dead letters"),
+    ("rejected", "/rejections", "Rejected"),
     ("secrets", "/settings/secrets", "Secrets"),
     ("users", "/settings/users", "Users & tokens"),
     ("audit", "/settings/audit", "Audit log"),
