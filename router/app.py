@@ -118,6 +118,7 @@ def create_app(
             runs.replay,
             runs.retry,
             runs.retry_bulk,
+            runs.retry_now,
             destinations.list_destinations,
             destinations.resume_destination,
             users.me,

@@ -67,7 +67,7 @@ _CLOSE_EVENT = (
     update(Event).where(Event.id == bindparam("b_id"), Event.status == "routed").values(status=bindparam("b_status"))
 )
 
-TERMINAL = ("succeeded", "failed", "dead")
+TERMINAL = ("succeeded", "failed", "dead", "superseded")  # superseded: a replay replaced the waiting run
 FAILED = ("failed", "dead")
 EVENT_STATUS = {"succeeded": "succeeded", "failed": "failed", "dead": "failed"}
 SKIPPED_OUTPUT: dict[str, Any] = {"status": None, "headers": {}, "body": None, "skipped": True}

@@ -16,6 +16,7 @@ import structlog
 from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from router import runwait
 from router.delivery import TERMINAL, Deliverer, RunPlan, StepRow
 from router.models import Event, Run, RunStep, new_id, utcnow
 from router.routing import build_context, event_from_row, match_rules
@@ -221,6 +222,8 @@ async def execute_run(ctx: dict[str, Any], run_id: str) -> str:
     state = _state(ctx)
     ruleset = state.rules.current
     async with state.engine.begin() as conn:
+        if await runwait.superseded(conn, run_id, ctx.get("job_id"), state.settings.job_timeout + 15):
+            return "superseded"  # an older job of a run hurried by Retry now: the recorded job carries it
         event_id = await conn.scalar(select(Run.event_id).where(Run.id == run_id))
         if event_id is None:
             return "missing"

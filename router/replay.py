@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from router import audit
+from router import audit, runwait
 from router.delivery import FAILED, TERMINAL
 from router.models import Event, Run, RunStep, new_id, utcnow
 from router.routing import build_context, event_from_row, match_rules
@@ -171,6 +171,8 @@ async def replay_event(
     async with engine.begin() as conn:
         event = await _event(conn, event_id)
         matched = match_rules(ruleset, event["source"], build_context(event, ruleset.secrets))
+        # A run of the same rule still waiting to retry would deliver too: it ends here, replaced by the new run.
+        superseded, busy = await runwait.supersede_waiting(conn, event_id, [r.id for r in matched], "a replay")
         created = []
         skipped = 0
         for rule in matched:
@@ -181,10 +183,19 @@ async def replay_event(
             await conn.execute(update(Event).where(Event.id == event_id).values(status="routed", matched=len(created)))
         if actor is not None:
             detail = {"runs": [r["id"] for r in created], "resend": resend, "skipped_sends": skipped}
+            if superseded:
+                detail["superseded"] = [r["id"] for r in superseded]
             await audit.record_on(conn, actor, "event_replay", event_id, detail)
     for run in created:
         await enqueue("execute_run", run["id"], job_id=f"run:{run['id']}:1")
-    return {"event_id": event_id, "runs": created, "skipped_sends": skipped, "resend": resend}
+    return {
+        "event_id": event_id,
+        "runs": created,
+        "skipped_sends": skipped,
+        "resend": resend,
+        "superseded": superseded,
+        "still_running": busy,
+    }
 
 
 async def retry_run(

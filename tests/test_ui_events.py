@@ -160,7 +160,8 @@ async def test_every_page_renders_for_a_viewer_with_real_data(
         assert listing.status_code == 200
         assert listing.text.count('data-testid="event-row"') == 1
         assert f'href="/events/{event_id}"' in listing.text
-        assert '<span class="badge failed" data-testid="event-status">failed</span>' in listing.text
+        worst = dead["status"]  # the list shows the event's worst run state, not only "failed"
+        assert f'<span class="badge {worst}" data-testid="event-status">{worst}</span>' in listing.text
         assert 'data-testid="events-live"' in listing.text  # the first page polls for new rows
 
         detail = await r.client.get(f"/events/{event_id}")

@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from pydantic import BaseModel, ConfigDict, Field
 
+from router import runwait
 from router.access import principal_of
 from router.api.problems import problem
 from router.delivery import FAILED
@@ -115,6 +116,23 @@ async def retry(
         )
     except ReplayError as exc:
         return problem(exc.status, "Cannot retry", str(exc))
+    return Response(body, status_code=202)
+
+
+@post(
+    "/api/runs/{run_id:str}/retry-now",
+    operation_id="RetryRunNow",
+    tags=["delivery"],
+    status_code=202,
+    summary="Try a retrying or held run now instead of waiting (the same run; its attempts count on)",
+)
+async def retry_now(
+    request: Request[Any, Any, Any], state: State, run_id: Annotated[str, PathParameter(description="Run id.")]
+) -> Response[Any]:
+    try:
+        body = await runwait.retry_now(state.engine, enqueuer(state.redis), run_id, actor=principal_of(request).actor)
+    except runwait.RunWaitError as exc:
+        return problem(exc.status, "Cannot retry now", str(exc))
     return Response(body, status_code=202)
 
 

@@ -23,11 +23,11 @@ from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Template
 from sqlalchemy import select
 
-from router import eventlog
+from router import eventlog, runwait
 from router.access import principal_of
 from router.delivery import FAILED, TERMINAL
 from router.errors import TemplateRenderError
-from router.eventlog import FINAL, STATUSES, EventFilter
+from router.eventlog import FINAL, RUN_STATES, STATUSES, EventFilter
 from router.explain import explain_stored
 from router.jobs import enqueuer
 from router.models import Event, Run, utcnow
@@ -63,9 +63,16 @@ def summary(row: Any, source: CompiledSource | None) -> str:
     return f"{kind} · {preview}" if preview else str(kind)
 
 
-def _rows(events: list[Any], rules: RuleSet) -> list[dict[str, Any]]:
+async def _rows(session: Any, events: list[Any], rules: RuleSet) -> list[dict[str, Any]]:
+    """List rows; ``state`` is the worst state of the event's runs (retrying, held, failed, dead) or its own."""
+    worst = await runwait.worst_states(session, [e.id for e in events])
     return [
-        eventlog.event_summary(e) | {"summary": summary(e, rules.sources.get(e.source)), "final": e.status in FINAL}
+        eventlog.event_summary(e)
+        | {
+            "summary": summary(e, rules.sources.get(e.source)),
+            "final": e.status in FINAL and worst.get(e.id) not in runwait.WAITING,
+            "state": worst.get(e.id, e.status),
+        }
         for e in events
     ]
 
@@ -76,8 +83,9 @@ class Filters:
     def __init__(self, source: str, status: str, q: str, since: str) -> None:
         self.source, self.status, self.q, self.since = source.strip()[:64], status.strip(), q.strip()[:200], since
         errors = []
-        if self.status and self.status not in STATUSES:
-            errors.append(f"status: {self.status!r} is not one of {', '.join(STATUSES)}; showing every status")
+        if self.status and self.status not in (*STATUSES, *RUN_STATES):
+            choices = ", ".join((*STATUSES, *RUN_STATES))
+            errors.append(f"status: {self.status!r} is not one of {choices}; showing every status")
             self.status = ""
         if self.since and self.since not in SINCE:
             errors.append(f"since: {self.since!r} is not one of {', '.join(SINCE)}; showing all times")
@@ -116,7 +124,7 @@ async def events_page(
     rules: RuleSet = state.rules.current
     async with state.sessions() as session:
         found = await eventlog.list_events(session, f.query(), limit=PAGE, before=before or None, content=True)
-    rows = _rows(found.events, rules)
+        rows = await _rows(session, found.events, rules)
     return page(
         request,
         "events/list.html",
@@ -124,6 +132,7 @@ async def events_page(
         filters=f,
         sources=sorted(set(rules.sources) | ({f.source} if f.source else set())),
         statuses=STATUSES,
+        run_states=RUN_STATES,
         since_choices=list(SINCE),
         before=before,
         older=found.next or "",
@@ -154,9 +163,9 @@ async def event_rows(
             session, f.query(), limit=PAGE, after=after.strip()[:26] or None, content=True
         )
         again = await eventlog.events_by_id(session, watched, content=True) if watched else []
-    new = _rows(found.events, rules)
-    fresh_ids = {r["id"] for r in new}
-    updated = [r for r in _rows(again, rules) if r["id"] not in fresh_ids]
+        new = await _rows(session, found.events, rules)
+        fresh_ids = {r["id"] for r in new}
+        updated = [r for r in await _rows(session, again, rules) if r["id"] not in fresh_ids]
     still = [r["id"] for r in [*new, *updated] if not r["final"]][:MAX_WATCH]
     return page(
         request,
@@ -283,6 +292,13 @@ async def replay_button(
         notice = f"Replayed: {len(runs)} new run(s) ({names})."
         if result["skipped_sends"]:
             notice += f" {result['skipped_sends']} step(s) already sent were skipped (tick “send again” to resend)."
+    for old in result["superseded"]:
+        notice += (
+            f" Run {old['id']} of {old['rule_id']} was still {old['was']}: its pending retry is cancelled and the"
+            " new run replaces it (marked superseded)."
+        )
+    for busy in result["still_running"]:
+        notice += f" Run {busy['id']} of {busy['rule_id']} is {busy['status']} right now and may deliver too."
     return await _after_action(request, state, event_id, notice, False)
 
 
@@ -314,4 +330,32 @@ async def retry_button(
     return await _after_action(request, state, event_id, notice, False)
 
 
-HANDLERS = [events_page, event_rows, event_page, event_runs, event_explain, replay_button, retry_button]
+@post("/runs/{run_id:str}/retry-now", include_in_schema=False, status_code=200)
+async def retry_now_button(
+    request: Request[Any, Any, Any], state: State, run_id: Annotated[str, PathParameter()]
+) -> Any:
+    """Try a retrying or held run now (router.runwait.retry_now): the same run, its attempts counting on."""
+    try:
+        result = await runwait.retry_now(state.engine, enqueuer(state.redis), run_id, actor=principal_of(request).actor)
+    except runwait.RunWaitError as exc:
+        async with state.sessions() as session:
+            event_id = await session.scalar(select(Run.event_id).where(Run.id == run_id))
+        if event_id is None:
+            raise NotFoundException(str(exc)) from None
+        return await _after_action(request, state, event_id, f"Cannot retry now: {exc}", True)
+    notice = f"Run {run_id} is being tried now (attempt {result['attempt']}); the page updates as it goes."
+    if result["was"] == "held":
+        notice += " Its destination may still be paused: then it is held again until someone resumes it."
+    return await _after_action(request, state, result["event_id"], notice, False)
+
+
+HANDLERS = [
+    events_page,
+    event_rows,
+    event_page,
+    event_runs,
+    event_explain,
+    replay_button,
+    retry_button,
+    retry_now_button,
+]
