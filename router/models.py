@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -91,6 +92,8 @@ class Event(Base):
     parent_step_id: Mapped[str | None] = mapped_column(String(26))
     ruleset_version: Mapped[str | None] = mapped_column(String(64))
     routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # made by the rule builder's Send test (router.testsend): its runs are left out of dead letters by default
+    test_send: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     runs: Mapped[list[Run]] = relationship(back_populates="event", order_by="Run.id", lazy="raise")
 
