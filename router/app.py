@@ -12,6 +12,7 @@ import structlog
 from litestar import Litestar
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import YamlRenderPlugin
 from litestar.static_files import create_static_files_router
 
 from router import __version__, db, queue, rejections, ui
@@ -23,6 +24,7 @@ from router.api import rules as rules_api
 from router.api import secrets as secrets_api
 from router.api import uirules as uirules_api
 from router.api.problems import on_http_error, on_ingest_error, on_unexpected
+from router.apidocs import VendoredRedoc
 from router.capture import EventWriter
 from router.errors import IngestError
 from router.jobs import RulesHolder
@@ -147,7 +149,12 @@ def create_app(
             HTTPException: on_page_error(on_http_error),
             Exception: on_unexpected,
         },
-        openapi_config=OpenAPIConfig(title="Event Router", version=__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="Event Router",
+            version=__version__,
+            path="/schema",
+            render_plugins=[VendoredRedoc(), YamlRenderPlugin()],  # served from /static: works offline
+        ),
         request_max_body_size=settings.max_body_bytes,
         debug=False,
     )

@@ -168,6 +168,7 @@ PUBLIC = {
     ("GET", "/login"),
     ("POST", "/login"),
     ("GET", "/static/{file_path}"),
+    ("GET", "/favicon.ico"),  # the browser asks for it on every page, signed in or not
     ("HEAD", "/static/{file_path}"),
 }
 # The only changes a viewer may make: signing out and their own API tokens.
