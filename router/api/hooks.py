@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from litestar import Request, Response, get, post, route
 from litestar.datastructures import State
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import PathParameter, QueryParameter
-from sqlalchemy import select
+from litestar.response import Redirect
 
 from router.api.problems import problem
 from router.errors import IngestError
+from router.inbox import is_page_view, request_dict
+from router.inbox import requests as inbox_requests
 from router.ingest import Incoming, accept, check_content_encoding, find_source, fold_headers, fold_pairs, parse_body
 from router.models import InboxRequest, new_id, utcnow
 
@@ -135,6 +138,8 @@ async def catch(
     """Store any request under ``name``, so deliveries can be seen without an outside service."""
     if not name or len(name) > 64:
         raise IngestError(400, "Bad inbox name", "use 1 to 64 characters")
+    if request.method == "GET" and is_page_view(request.headers):  # a person looking, not a request to catch
+        return Redirect(f"/inboxes/{quote(name, safe='')}", status_code=303)
     try:
         raw = await read_body(request, state.settings.max_body_bytes)
     except IngestError as exc:
@@ -167,27 +172,8 @@ async def list_inbox(
     limit: Annotated[int, QueryParameter(ge=1, le=500, description="How many, newest first.")] = 50,
 ) -> dict[str, Any]:
     async with state.sessions() as session:
-        rows = (
-            await session.scalars(
-                select(InboxRequest).where(InboxRequest.name == name).order_by(InboxRequest.id.desc()).limit(limit)
-            )
-        ).all()
-    return {
-        "name": name,
-        "requests": [
-            {
-                "id": r.id,
-                "received_at": r.received_at.isoformat(),
-                "method": r.method,
-                "path": r.path,
-                "headers": r.headers,
-                "query": r.query,
-                "body": r.body,
-                "body_text": r.body_text,
-            }
-            for r in rows
-        ],
-    }
+        rows = await inbox_requests(session, name, limit=limit)
+    return {"name": name, "requests": [request_dict(r) for r in rows]}
 
 
 __all__ = ["catch", "find_source", "list_inbox", "receive"]

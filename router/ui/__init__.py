@@ -11,6 +11,7 @@ from router.ui import builder as builder_ui
 from router.ui import deadletters as deadletters_ui
 from router.ui import events as events_ui
 from router.ui import favicon, signin
+from router.ui import inbox as inbox_ui
 from router.ui import overview as overview_ui
 from router.ui import rejections as rejections_ui
 from router.ui import rules as rules_ui
@@ -22,6 +23,7 @@ HANDLERS: list[Any] = [signin.login_form, signin.login, signin.logout, *favicon.
 HANDLERS += [*users_ui.HANDLERS, *secrets_ui.HANDLERS, *audit_ui.HANDLERS]
 HANDLERS += [*rules_ui.HANDLERS, *builder_ui.HANDLERS]
 HANDLERS += [*overview_ui.HANDLERS, *events_ui.HANDLERS, *deadletters_ui.HANDLERS, *rejections_ui.HANDLERS]
+HANDLERS += inbox_ui.HANDLERS
 
 
 def ui_router() -> Router:

@@ -23,6 +23,7 @@ NAV = (
     ("rules", "/rules", "Rules"),
     ("dead", "/dead-letters", "Dead letters"),
     ("rejected", "/rejections", "Rejected"),
+    ("inbox", "/inboxes", "Inbox"),
     ("secrets", "/settings/secrets", "Secrets"),
     ("users", "/settings/users", "Users & tokens"),
     ("audit", "/settings/audit", "Audit log"),
