@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser_support import Stack, chromium, new_page, require_browser, router_stack, screenshot
+from tests.browser_support import Stack, chromium, new_page, require_browser, router_stack, screenshot, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -66,3 +66,57 @@ def test_the_api_reference_renders_offline_under_the_strict_csp(stack: Stack, br
     assert page.locator("#redoc .menu-content").count() == 1
     screenshot(page, "api-reference")
     assert blocked == [], f"the API reference asked the internet for {blocked}"
+
+
+PAGES = [
+    "/",
+    "/events",
+    "/rules",
+    "/rules/new",
+    "/dead-letters",
+    "/rejections",
+    "/inboxes",
+    "/inboxes/slack",
+    "/settings/users",
+    "/settings/secrets",
+    "/settings/audit",
+    "/schema",
+]
+
+
+def _traffic(stack: Stack) -> str:
+    """An accepted event (delivered to the inbox `slack`), a rejected one; returns the accepted event's id."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    sent = subprocess.run(
+        [sys.executable, "-m", "router", "send", "github", "samples/github-push.json", "--url", stack.url,
+         "-H", "X-GitHub-Event: push"],
+        cwd=stack.workdir, env=stack.env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    event_id = str(json.loads(sent.stdout.split(" ", 1)[1])["event_id"])
+    with stack.api() as api:
+        api.post("/hooks/github", json={"forged": True})  # no signature: 401, recorded
+        deadline = time.monotonic() + 20
+        while api.get(f"/api/events/{event_id}").json()["status"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    return event_id
+
+
+def test_every_page_fits_a_390_px_screen_without_a_csp_violation(stack: Stack, browser: Any) -> None:
+    event_id = _traffic(stack)
+    page = new_page(browser, stack, viewport=(390, 844))
+    offline(page, stack)
+    sign_in(page)
+    wide = {}
+    for path in [*PAGES, f"/events/{event_id}"]:
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        if overflow > 0:
+            wide[path] = overflow
+    screenshot(page, "event-390")
+    assert wide == {}, f"pages wider than a 390 px screen (by px): {wide}"
