@@ -104,6 +104,7 @@ def test_sign_in_and_out(stack: Stack, browser: Any) -> None:
     page.get_by_label("Password").fill("wrong password")
     page.get_by_role("button", name="Sign in").click()
     assert "Wrong user name or password" in page.inner_text("[data-testid=login-error]")
+    assert page.get_by_label("User name").input_value() == "admin", "a wrong password cleared the user name"
     screenshot(page, "sign-in")
     sign_in(page)
     assert "admin" in page.inner_text("[data-testid=whoami]")
