@@ -9,7 +9,6 @@ comes back with the notice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any
@@ -26,13 +25,13 @@ from sqlalchemy import select
 from router import eventlog, runwait
 from router.access import principal_of
 from router.delivery import FAILED, TERMINAL
-from router.errors import TemplateRenderError
 from router.eventlog import FINAL, RUN_STATES, STATUSES, EventFilter
 from router.explain import explain_stored
 from router.jobs import enqueuer
 from router.models import Event, Run, utcnow
 from router.replay import ReplayError, replay_event, retry_run
 from router.ruleset import CompiledSource, RuleSet
+from router.summary import Summary, summarize
 from router.ui.render import page
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
@@ -46,21 +45,9 @@ def _htmx(request: Request[Any, Any, Any]) -> bool:
     return bool(request.headers.get("hx-request"))
 
 
-def summary(row: Any, source: CompiledSource | None) -> str:
-    """A line about an event for the list: its type (when the source defines one) and the start of its body."""
-    body = row.body
-    preview = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    preview = " ".join((preview or "").split())
-    preview = preview[:100] + ("…" if len(preview) > 100 else "")
-    kind = None
-    if source is not None and source.event_type is not None:
-        try:
-            kind = source.event_type.search({"body": body, "headers": row.headers or {}, "query": {}})
-        except TemplateRenderError:
-            kind = None
-    if kind is None or isinstance(kind, dict | list):
-        return preview
-    return f"{kind} · {preview}" if preview else str(kind)
+def summary(row: Any, source: CompiledSource | None) -> Summary:
+    """A line about an event for the list: its type and a few key fields (router.summary)."""
+    return summarize(row.body, row.headers, source)
 
 
 async def _rows(session: Any, events: list[Any], rules: RuleSet) -> list[dict[str, Any]]:
