@@ -181,6 +181,7 @@ class EventFilter:
     status: str | None = None
     text: str | None = None  # case-insensitive, anywhere in the JSON body
     since: datetime | None = None
+    destination: str | None = None  # a failed attempt at it (router.destevents)
 
     def conditions(self) -> list[ColumnElement[bool]]:
         """Every condition but the text search."""
@@ -191,6 +192,10 @@ class EventFilter:
             conds.append(Event.id.in_(select(Run.event_id).where(Run.status == self.status)))
         elif self.status:
             conds.append(Event.status == self.status)
+        if self.destination:
+            from router.destevents import failed_at
+
+            conds.append(failed_at(self.destination))
         if self.since is not None:  # the id range lets the primary key find the start
             since = as_utc(self.since)
             conds += [Event.id >= id_floor(since - timedelta(seconds=1)), Event.received_at >= since]

@@ -67,8 +67,9 @@ async def _rows(session: Any, events: list[Any], rules: RuleSet) -> list[dict[st
 class Filters:
     """The list's filters as the user gave them, checked: ``error`` names the field and the fix."""
 
-    def __init__(self, source: str, status: str, q: str, since: str) -> None:
+    def __init__(self, source: str, status: str, q: str, since: str, destination: str = "") -> None:
         self.source, self.status, self.q, self.since = source.strip()[:64], status.strip(), q.strip()[:200], since
+        self.destination = destination.strip()[:300]
         errors = []
         if self.status and self.status not in (*STATUSES, *RUN_STATES):
             choices = ", ".join((*STATUSES, *RUN_STATES))
@@ -81,15 +82,20 @@ class Filters:
 
     def query(self) -> EventFilter:
         since = utcnow() - SINCE[self.since] if self.since else None
-        return EventFilter(self.source or None, self.status or None, self.q or None, since)
+        return EventFilter(self.source or None, self.status or None, self.q or None, since, self.destination or None)
 
     def params(self) -> dict[str, str]:
         given = {"source": self.source, "status": self.status, "q": self.q, "since": self.since}
+        given["destination"] = self.destination
         return {k: v for k, v in given.items() if v}
 
     def link(self, **extra: str) -> str:
         """The query string of these filters and ``extra`` (empty values left out)."""
         return urlencode(self.params() | {k: v for k, v in extra.items() if v})
+
+    def without(self, name: str) -> str:
+        """The query string of these filters but ``name``."""
+        return urlencode({k: v for k, v in self.params().items() if k != name})
 
 
 SourceQ = Annotated[str, QueryParameter(description="Only this source.")]
@@ -105,8 +111,9 @@ async def events_page(
     q: Annotated[str, QueryParameter()] = "",
     since: Annotated[str, QueryParameter()] = "",
     before: Annotated[str, QueryParameter()] = "",
+    destination: Annotated[str, QueryParameter(description="Only events that failed at it.")] = "",
 ) -> Template:
-    f = Filters(source, status, q, since)
+    f = Filters(source, status, q, since, destination)
     before = before.strip()[:26]
     rules: RuleSet = state.rules.current
     async with state.sessions() as session:
@@ -140,9 +147,10 @@ async def event_rows(
     since: Annotated[str, QueryParameter()] = "",
     after: Annotated[str, QueryParameter(description="Only events newer than this id.")] = "",
     watch: Annotated[str, QueryParameter(description="Ids of shown rows still in progress.")] = "",
+    destination: Annotated[str, QueryParameter(description="Only events that failed at it.")] = "",
 ) -> Template:
     """Live rows: events newer than ``after`` (for the top of the table) and the ``watch``ed rows again."""
-    f = Filters(source, status, q, since)
+    f = Filters(source, status, q, since, destination)
     rules: RuleSet = state.rules.current
     watched = [i for i in watch.split(",") if i][:MAX_WATCH]
     async with state.sessions() as session:

@@ -18,7 +18,7 @@ from litestar.response import Redirect, Response, Template
 
 from router import destinations, rejections, stats
 from router.access import principal_of
-from router.charts import bar_chart, line_chart
+from router.charts import bar_chart, line_chart, stacked_bar_chart
 from router.jobs import enqueuer
 from router.models import utcnow
 from router.ruleset import RuleSet
@@ -98,7 +98,7 @@ async def overview_page(
     per = _per(window.bucket_minutes)
     charts = {
         "events": bar_chart(events, title=f"Events received per {per} (UTC)"),
-        "deliveries": line_chart(
+        "deliveries": stacked_bar_chart(  # counts are bars, like the other count charts
             {"succeeded": list(deliveries.succeeded), "failed": list(deliveries.failed)},
             title=f"Delivery attempts per {per} (UTC)",
         ),
