@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, QueryParameter
@@ -25,6 +25,7 @@ from router.jobs import enqueuer
 from router.models import utcnow
 from router.replay import Filters, ReplayError, bulk_retry, dead_letters, preview
 from router.ruleset import RuleSet
+from router.ui import flash
 from router.ui.render import page
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
@@ -102,6 +103,7 @@ async def dead_letters_page(
     status: Annotated[str, QueryParameter()] = "",
     since: Annotated[str, QueryParameter(description="1h, 24h, 7d or 30d.")] = "",
     tests: Annotated[str, QueryParameter(description="on: include Send-test runs.")] = "",
+    flash_id: Annotated[str, QueryParameter(name="flash")] = "",
 ) -> Template:
     since_error = ""
     if since and since not in SINCE:
@@ -109,13 +111,14 @@ async def dead_letters_page(
     since_at = (utcnow() - SINCE[since]).isoformat() if since else ""
     selection = Selection(rule, source, status, since_at, tests=tests.lower() in ("on", "true", "1"))
     selection.error = selection.error or since_error
+    shown = await flash.take(state, flash_id)
     return page(
         request,
         "dead_letters.html",
         rows=await _rows(state, selection),
         bulk=None,
-        notice="",
-        notice_error=False,
+        notice=str(shown.get("notice", "")),
+        notice_error=bool(shown.get("error")),
         **_context(state, selection, since),
     )
 
@@ -141,7 +144,7 @@ async def bulk_preview(request: Request[Any, Any, Any], state: State, data: Form
 
 
 @post("/dead-letters/retry", include_in_schema=False, status_code=200)
-async def bulk_confirm(request: Request[Any, Any, Any], state: State, data: Form) -> Template:
+async def bulk_confirm(request: Request[Any, Any, Any], state: State, data: Form) -> Response[Any]:
     """Retry the previewed selection, if it is unchanged (the token matches)."""
     selection, start, resend = _form(data)
     token = str(data.get("confirm", ""))
@@ -165,6 +168,10 @@ async def bulk_confirm(request: Request[Any, Any, Any], state: State, data: Form
         if result["errors"]
         else "."
     )
+    if not request.headers.get("hx-request"):  # a plain form post: Post/Redirect/Get
+        done = await flash.redirect(state, "/dead-letters", notice=notice, error=bool(result["errors"]))
+        if done is not None:
+            return done
     return await _answer(request, state, selection, notice=notice, notice_error=bool(result["errors"]))
 
 

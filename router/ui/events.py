@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
@@ -32,6 +32,7 @@ from router.models import Event, Run, utcnow
 from router.replay import ReplayError, replay_event, retry_run
 from router.ruleset import CompiledSource, RuleSet
 from router.summary import Summary, summarize
+from router.ui import flash
 from router.ui.render import page
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
@@ -217,9 +218,14 @@ async def _detail(state: State, event_id: str) -> dict[str, Any]:
 
 @get("/events/{event_id:str}", include_in_schema=False)
 async def event_page(
-    request: Request[Any, Any, Any], state: State, event_id: Annotated[str, PathParameter()]
+    request: Request[Any, Any, Any],
+    state: State,
+    event_id: Annotated[str, PathParameter()],
+    flash_id: Annotated[str, QueryParameter(name="flash")] = "",
 ) -> Template:
-    return page(request, "events/detail.html", notice="", notice_error=False, **await _detail(state, event_id))
+    shown = await flash.take(state, flash_id)
+    notice, error = str(shown.get("notice", "")), bool(shown.get("error"))
+    return page(request, "events/detail.html", notice=notice, notice_error=error, **await _detail(state, event_id))
 
 
 @get("/events/{event_id:str}/runs", include_in_schema=False)
@@ -250,7 +256,12 @@ async def event_explain(
 
 async def _after_action(
     request: Request[Any, Any, Any], state: State, event_id: str, notice: str, error: bool
-) -> Template:
+) -> Response[Any]:
+    """htmx gets the notice and the runs; a plain form post a 303 to the event page (Post/Redirect/Get)."""
+    if not _htmx(request):
+        done = await flash.redirect(state, f"/events/{event_id}", notice=notice, error=error)
+        if done is not None:
+            return done
     context = await _detail(state, event_id)
     if _htmx(request):
         return page(
@@ -266,7 +277,7 @@ def _checked(data: Mapping[str, Any], name: str) -> bool:
 @post("/events/{event_id:str}/replay", include_in_schema=False, status_code=200)
 async def replay_button(
     request: Request[Any, Any, Any], state: State, event_id: Annotated[str, PathParameter()], data: Form
-) -> Template:
+) -> Response[Any]:
     resend = _checked(data, "resend")
     try:
         result = await replay_event(
@@ -300,7 +311,7 @@ async def replay_button(
 @post("/runs/{run_id:str}/retry", include_in_schema=False, status_code=200)
 async def retry_button(
     request: Request[Any, Any, Any], state: State, run_id: Annotated[str, PathParameter()], data: Form
-) -> Template:
+) -> Response[Any]:
     start = data.get("from") == "start"
     async with state.sessions() as session:
         event_id = await session.scalar(select(Run.event_id).where(Run.id == run_id))
