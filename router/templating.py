@@ -23,13 +23,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.filters import do_center, do_format, do_indent, do_join, do_replace, do_wordwrap
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from router.errors import TemplateRenderError
+from router.missing import missing_field
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 _MARKERS = ("{{", "{%", "{#")
@@ -378,6 +379,9 @@ def render_tree(tree: Any, ctx: Mapping[str, Any], path: str = "") -> Any:
     if isinstance(tree, Compiled):
         try:
             return tree.render(ctx)
+        except UndefinedError as exc:  # in plain words: which field of the event is missing
+            said = missing_field(ENV, tree.source, ctx) or str(exc.message or exc)
+            raise TemplateRenderError(said, path=path, location=tree.location) from None
         except TemplateError as exc:
             raise TemplateRenderError(str(exc.message or exc), path=path, location=tree.location) from None
         except TemplateLimitError as exc:

@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from tests.browser_support import Stack, chromium, new_page, require_browser, router_stack, screenshot, sign_in
+from tests.browser_support import (
+    SCREENSHOTS,
+    Stack,
+    chromium,
+    new_page,
+    require_browser,
+    router_stack,
+    screenshot,
+    sign_in,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -120,3 +129,32 @@ def test_every_page_fits_a_390_px_screen_without_a_csp_violation(stack: Stack, b
             wide[path] = overflow
     screenshot(page, "event-390")
     assert wide == {}, f"pages wider than a 390 px screen (by px): {wide}"
+
+
+def test_the_builder_speaks_plainly_and_keeps_its_csp(stack: Stack, browser: Any) -> None:
+    page = new_page(browser, stack)
+    sign_in(page)
+    page.goto("/rules/new")
+    page.get_by_test_id("source-select").select_option("github")
+    page.wait_for_selector("[data-testid=source-info]")
+    assert "required field is missing" not in page.inner_text("main")
+    # A whole-page picture resizes the window, as a person may; the htmx swaps that followed used to "settle"
+    # a style attribute onto swapped elements, which the CSP refuses (htmx-config attributesToSettle).
+    page.screenshot(path=str(SCREENSHOTS / "builder-full.png"), full_page=True)
+    page.get_by_test_id("cond-path").first.click()
+    page.locator("[data-path='headers.\"x-github-event\"']").click()
+    page.get_by_test_id("cond-value").first.fill("push")
+    page.get_by_test_id("cond-add").first.click()
+    page.get_by_test_id("cond-path").nth(1).wait_for()
+    page.get_by_test_id("cond-path").nth(1).fill("body.nothere")
+    page.get_by_test_id("cond-value").nth(1).fill("x")
+    page.get_by_test_id("new-kind").select_option("email")
+    page.get_by_test_id("step-add").click()
+    page.wait_for_selector("#step-0-f-text")
+    assert "required field is missing" not in page.inner_text("main"), "red before anything was typed"
+    page.fill("#step-0-f-text", "{{ body.nope.deeper }} hi")
+    error = page.get_by_test_id("preview-error-text")
+    error.wait_for()
+    assert error.inner_text().startswith("the sample has no field body.nope")
+    assert error.locator("code").first.inner_text() == "body.nope"  # code, not raw backticks
+    screenshot(page, "builder-plain-words")

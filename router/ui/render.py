@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,14 @@ def web_dir() -> Path:
     return packaged if packaged.is_dir() else package.parent / "web"
 
 
+_TICKED = re.compile(r"`([^`\n]+)`")
+
+
+def ticks(value: Any) -> Markup:
+    """Text whose `backticked` parts show as code (the text escaped first), for hints and messages."""
+    return Markup(_TICKED.sub(r"<code>\1</code>", str(Markup.escape(str(value)))))
+
+
 def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
@@ -54,6 +63,7 @@ def environment() -> Environment:
     )
     env.filters["pretty"] = _pretty
     env.filters["tojson_attr"] = lambda value: Markup.escape(json.dumps(value))
+    env.filters["ticks"] = ticks
     return env
 
 
