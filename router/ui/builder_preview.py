@@ -331,6 +331,9 @@ def step_previews(
     for i, raw in enumerate(steps):
         preview = StepPreview()
         out.append(preview)
+        if isinstance(raw, dict) and raw.get("action") not in ACTIONS:
+            earlier.append(str(raw.get("id", "")))
+            continue  # an unknown action: the step's own error says so (once), beside its action picker
         try:
             step = Step.model_validate(raw)
         except ValidationError as exc:
