@@ -233,6 +233,7 @@ def test_the_tour_works_on_a_port_other_than_8000(tmp_path: Path) -> None:
         assert f"curl -s {url}/health" in banner
         assert "router send github samples/github-push.json -H 'X-GitHub-Event: push'" in banner
         assert ":8000" not in banner
+        assert banner.count("Will assume non-transactional DDL") == 1, "the migrations ran (and printed) twice"
         github = _router(["send", "github", "samples/github-push.json", "-H", "X-GitHub-Event: push"], cwd, env)
         assert github.returncode == 0, github.stdout + github.stderr
         assert github.stdout.startswith("202 ")

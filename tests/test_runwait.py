@@ -63,6 +63,9 @@ async def test_a_retrying_run_is_shown_filtered_and_retried_now_without_a_second
         detail = await r.client.get(f"/events/{event_id}")
         assert 'data-testid="retry-now-button"' in detail.text
         assert 'data-testid="run-next-try"' in detail.text
+        assert '<div class="hint next-try" data-testid="step-next-try">Next try' in detail.text  # its own line
+        assert '<div class="error" data-testid="step-error">' in detail.text
+        assert detail.text.index('data-testid="runs"') < detail.text.index('id="headers-heading"'), "runs come first"
 
         hurried = await r.client.post(f"/api/runs/{run['id']}/retry-now")
         assert hurried.status_code == 202, hurried.text
