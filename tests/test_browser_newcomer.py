@@ -136,7 +136,7 @@ def test_the_builder_speaks_plainly_and_keeps_its_csp(stack: Stack, browser: Any
     sign_in(page)
     page.goto("/rules/new")
     page.get_by_test_id("source-select").select_option("github")
-    page.wait_for_selector("[data-testid=source-info]")
+    page.wait_for_selector("[data-testid=source-info]:has-text('/hooks/github')")
     assert "required field is missing" not in page.inner_text("main")
     # A whole-page picture resizes the window, as a person may; the htmx swaps that followed used to "settle"
     # a style attribute onto swapped elements, which the CSP refuses (htmx-config attributesToSettle).

@@ -569,7 +569,7 @@ def test_github_push_to_slack_in_a_real_browser(tmp_path: Path, redis_url: str) 
         page.goto("/rules")
         page.get_by_test_id("rule-new").click()
         page.get_by_test_id("source-select").select_option("github")
-        page.wait_for_selector("[data-testid=source-info]")
+        page.wait_for_selector("[data-testid=source-info]:has-text('/hooks/github')")
         # conditions: click a path box, then a field of GitHub's sample push
         box = page.get_by_test_id("cond-path").first.bounding_box()
         assert box is not None
