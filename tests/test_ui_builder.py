@@ -568,6 +568,8 @@ def test_github_push_to_slack_in_a_real_browser(tmp_path: Path, redis_url: str) 
         started = time.monotonic()
         page.goto("/rules")
         page.get_by_test_id("rule-new").click()
+        page.wait_for_url("**/rules/new")
+        page.wait_for_load_state()  # htmx is set up: a change before it would go unheard (a flake under load)
         page.get_by_test_id("source-select").select_option("github")
         page.wait_for_selector("[data-testid=source-info]:has-text('/hooks/github')")
         # conditions: click a path box, then a field of GitHub's sample push
