@@ -11,11 +11,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 RUN python -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY router ./router
 COPY web ./web
-# A regular (not editable) install: the wheel carries the migrations and the web assets.
-RUN /opt/venv/bin/pip install '.[pg]' && /opt/venv/bin/router --version
+# A regular (not editable) install: the wheel carries the migrations and the web assets; every
+# dependency at the version constraints.txt pins.
+RUN /opt/venv/bin/pip install -c constraints.txt '.[pg]' && /opt/venv/bin/router --version
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \

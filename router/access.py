@@ -18,6 +18,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Message, Scope
 
+from router.apidocs import style_sources
 from router.auth import Principal, Role, principal_from_session, principal_from_token
 
 SESSION_COOKIE = "router_session"
@@ -88,14 +89,16 @@ async def check_csrf(connection: ASGIConnection[Any, Any, Any, Any], expected: s
 
 
 async def security_headers(message: Message, scope: Scope) -> None:
-    """A ``before_send`` hook: CSP and friends on every response, also the 404 of an unknown path (the
-    OpenAPI pages under /schema keep their own needs). Async, so Litestar calls it in place rather than
-    handing each response to a thread."""
-    if message["type"] != "http.response.start" or scope["path"].startswith("/schema"):
+    """A ``before_send`` hook: CSP and friends on every response, also the 404 of an unknown path and the
+    API reference at /schema (whose page may add a nonce for the styles its viewer creates). Async, so
+    Litestar calls it in place rather than handing each response to a thread."""
+    if message["type"] != "http.response.start":
         return
     headers = list(message.get("headers", []))
     names = {name.lower() for name, _ in headers}
     headers.extend(h for h in _HEADERS if h[0] not in names)
     if b"content-security-policy" not in names:
-        headers.append((b"content-security-policy", CSP.encode()))
+        extra = style_sources(scope)
+        policy = CSP.replace("style-src 'self'", f"style-src 'self' {extra}") if extra else CSP
+        headers.append((b"content-security-policy", policy.encode()))
     message["headers"] = headers

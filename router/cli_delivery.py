@@ -146,12 +146,15 @@ def retry_bulk_command(
     """Retry every failed or dead run that matches, after showing how many and asking."""
     f = _filters(rule, source, since, until, status)
     start = start_from == "start"
-    summary = _run(lambda _s, engine, _x: preview(engine, f, start=start))
+    summary = _run(lambda _s, engine, x: preview(engine, f, start=start, ruleset=x[1]))
     click.echo(
-        f"{summary['runs']} run(s) of {summary['events']} event(s); completed sends that would be repeated: "
-        f"{summary['would_repeat_sends'] if resend else 0} ({summary['note']})"
+        f"{summary['runs']} run(s) of {summary['events']} event(s), {summary['retryable']} can be retried; "
+        f"completed sends that would be repeated: {summary['would_repeat_sends'] if resend else 0} ({summary['note']})"
     )
-    if summary["runs"] == 0:
+    for plan in summary["plans"]:
+        if plan["cannot"]:
+            click.echo(f"  run {plan['run_id']} cannot be retried: {plan['cannot']}")
+    if summary["retryable"] == 0:
         return
     if not yes and not click.confirm("Retry them?", default=False):
         raise click.ClickException("nothing retried")

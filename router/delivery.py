@@ -38,7 +38,7 @@ from router.settings import Settings
 
 log = structlog.get_logger("router.delivery")
 
-TERMINAL = ("succeeded", "failed", "dead")
+TERMINAL = ("succeeded", "failed", "dead", "superseded")  # superseded: a replay replaced the waiting run
 FAILED = ("failed", "dead")
 
 # Hot statements, built once: building and cache-keying a statement per call cost more than running it.

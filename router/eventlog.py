@@ -24,8 +24,11 @@ from router.http import REDACT_HEADERS
 from router.models import Attempt, Event, Run, RunStep
 from router.routing import redact
 from router.ruleset import CompiledSource
+from router.runwait import next_try
 
 STATUSES = ("received", "routed", "unmatched", "succeeded", "failed")
+# Filters by a state of the event's runs (router.runwait): a routed event whose run waits to retry, …
+RUN_STATES = ("retrying", "held", "dead")
 FINAL = ("unmatched", "succeeded", "failed")
 SEARCH_SCAN = 20_000
 REDACTED = "[redacted]"
@@ -148,6 +151,8 @@ def run_dict(r: Run) -> dict[str, Any]:
         "started_at": _iso(r.started_at),
         "finished_at": _iso(r.finished_at),
         "replay_of": r.replay_of,
+        "next_attempt_at": _iso(r.next_attempt_at),
+        "next_try": next_try(r.next_attempt_at) if r.status == "retrying" else "",
         "steps": [step_dict(s) for s in r.steps],
     }
 
@@ -178,14 +183,21 @@ class EventFilter:
     status: str | None = None
     text: str | None = None  # case-insensitive, anywhere in the JSON body
     since: datetime | None = None
+    destination: str | None = None  # a failed attempt at it (router.destevents)
 
     def conditions(self) -> list[ColumnElement[bool]]:
         """Every condition but the text search."""
         conds: list[ColumnElement[bool]] = []
         if self.source:
             conds.append(Event.source == self.source)
-        if self.status:
+        if self.status in RUN_STATES:
+            conds.append(Event.id.in_(select(Run.event_id).where(Run.status == self.status)))
+        elif self.status:
             conds.append(Event.status == self.status)
+        if self.destination:
+            from router.destevents import failed_at
+
+            conds.append(failed_at(self.destination))
         if self.since is not None:  # the id range lets the primary key find the start
             since = as_utc(self.since)
             conds += [Event.id >= id_floor(since - timedelta(seconds=1)), Event.received_at >= since]

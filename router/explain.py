@@ -208,10 +208,13 @@ def explain(
     if result.get("filter_error"):
         reasons.append(f"the filter failed to evaluate: {result['filter_error']}")
     elif tree is not None and not tree["truthy"]:
-        reasons.append(f"the filter is {json.dumps(tree['value'])}, which is not truthy")
+        reasons.append(
+            f"the filter gives {json.dumps(tree['value'])}, which counts as no "
+            "(false, null, empty text, an empty list or object)"
+        )
     matched = bool(result["matched"]) and event.get("source") == rule.source
     if matched:
-        reasons.append("no filter: every event of the source matches" if tree is None else "the filter is truthy")
+        reasons.append("no filter: every event of the source matches" if tree is None else "the filter holds")
     steps = []
     by_id = {s.id: s for s in rule.steps}
     for entry in result["steps"]:

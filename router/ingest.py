@@ -138,16 +138,29 @@ def parse_json(raw: bytes) -> Any:
         raise IngestError(400, "Body is nested too deeply", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return _json.decode(raw)
-    except msgspec.DecodeError as exc:
-        if "UTF-8" in str(exc):  # msgspec >= 0.23 says "Invalid UTF-8 encoded string" here, not UnicodeDecodeError
-            raise IngestError(400, "Body is not valid UTF-8", f"invalid UTF-8 in a JSON string: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # The decoder's wording changes between releases (and older ones raise UnicodeDecodeError bare):
+        # tell invalid UTF-8 in a string from invalid JSON ourselves, on the refusal path only.
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            if _inside_string(raw[: bad.start]):
+                raise not_utf8(bad) from None
         raise IngestError(400, "Body is not valid JSON", str(exc)) from None
-    except UnicodeDecodeError as exc:  # msgspec raises this one bare for invalid UTF-8 inside a string: was a 500
-        raise IngestError(400, "Body is not valid UTF-8", f"invalid UTF-8 in a JSON string: {exc.reason}") from None
     except RecursionError:  # unreachable after the depth check, kept so it can never become a 500
         raise IngestError(
             400, "Body is nested too deeply", f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
         ) from None
+
+
+def not_utf8(exc: UnicodeDecodeError) -> IngestError:
+    """Our own words for a body that is not UTF-8 (JSON must be, RFC 8259 §8.1), naming the first bad byte."""
+    return IngestError(400, "Body is not valid UTF-8", f"the byte at offset {exc.start} is not valid UTF-8")
+
+
+def _inside_string(prefix: bytes) -> bool:
+    """Whether the JSON text ``prefix`` ends inside a string (a quote opened and not closed)."""
+    return b'"' in _JSON_STRING.sub(b"", prefix)
 
 
 def parse_body(raw: bytes, content_type: str) -> Any:
@@ -160,7 +173,7 @@ def parse_body(raw: bytes, content_type: str) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise IngestError(400, "Body is not valid UTF-8", f"invalid byte at position {exc.start}") from None
+        raise not_utf8(exc) from None
     if ctype == "application/x-www-form-urlencoded":
         return fold_pairs(parse_qsl(text, keep_blank_values=True))
     return text

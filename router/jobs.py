@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from router import logs
+from router import logs, runwait
 from router.claim import claim_one
 from router.consumer import Consumer
 from router.db import write_transaction
@@ -158,6 +158,8 @@ async def execute_run(ctx: dict[str, Any], run_id: str) -> str:
     state = _state(ctx)
     ruleset = state.rules.current
     async with state.engine.begin() as conn:
+        if await runwait.superseded(conn, run_id, ctx.get("job_id"), state.settings.job_timeout + 15):
+            return "superseded"  # an older job of a run hurried by Retry now: the recorded job carries it
         event_id = await conn.scalar(select(Run.event_id).where(Run.id == run_id))
         if event_id is None:
             return "missing"

@@ -3,7 +3,7 @@
 The database is the source of truth; Redis only carries work to do.
 
     Event ─< Run ─< RunStep ─< Attempt
-    InboxRequest (the built-in request inbox)
+    InboxRequest (the built-in request inbox); Rejection (refused ingest requests, bounded)
     User ─< ApiToken, User ─< UserSession; AuditEntry (who changed what); StoredSecret; UiRule
     PollState (one per polled, reconciled or scheduled source) ─< PollRun (each poll)
     AlertState (what each alert last saw, per subject)
@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -96,6 +97,8 @@ class Event(Base):
     routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # how it came: null for a webhook; emit, poll, reconcile (a webhook the provider never delivered) or schedule
     via: Mapped[str | None] = mapped_column(String(16))
+    # made by the rule builder's Send test (router.testsend): its runs are left out of dead letters by default
+    test_send: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     runs: Mapped[list[Run]] = relationship(back_populates="event", order_by="Run.id", lazy="raise")
 
@@ -193,6 +196,27 @@ class InboxRequest(Base):
     query: Mapped[dict[str, Any]] = mapped_column(JSON)
     body_text: Mapped[str] = mapped_column(Text)
     body: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class Rejection(Base):
+    """A refused ingest request (401, 404, 413, …), kept so a provider's "your endpoint keeps failing" can be
+    looked up; bounded in count (ROUTER_REJECTIONS_KEEP). ``count`` > 1: that many like it, recorded as one
+    because they came faster than ROUTER_REJECTIONS_PER_SECOND."""
+
+    __tablename__ = "rejections"
+    __table_args__ = (Index("ix_rejections_source_id", "source", "id"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    body_size: Mapped[int | None] = mapped_column(Integer)
+    body_prefix: Mapped[str] = mapped_column(Text, default="")
+    count: Mapped[int] = mapped_column(Integer, default=1)
 
 
 class Destination(Base):

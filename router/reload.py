@@ -51,11 +51,13 @@ async def reload_rules(
         metrics.rules_reload_failed()
         log.error("rules_reload_error", message=holder.errors[0], version_in_force=previous)
         return False
+    known = set(holder.current.warnings)  # logged when the set in force was loaded: not again on each reload
     holder.current = ruleset  # the swap: one reference assignment
     holder.errors = errors
     holder.loaded = True
     for warning in ruleset.warnings:
-        log.warning("rules_warning", message=warning)
+        if warning not in known:
+            log.warning("rules_warning", message=warning)
     for line in errors:
         log.error("rules_ui_error", message=line, version=ruleset.version)
     if ruleset.version != previous:

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from router import audit
+from router import audit, retryplan, runwait
 from router.delivery import FAILED, TERMINAL
 from router.models import Event, Run, RunStep, new_id, utcnow
 from router.routing import build_context, event_from_row, match_rules
@@ -50,12 +50,15 @@ class Filters:
     until: datetime | None = None
     status: tuple[str, ...] = FAILED
     run_ids: tuple[str, ...] = ()  # only these runs (still only those matching the rest), e.g. ticked in the UI
+    tests: bool = False  # include the runs of Send-test events (left out by default)
 
     def token(self, count: int) -> str:
         """A confirmation token for exactly this selection and count."""
         parts: list[Any] = [self.rule, self.source, str(self.since), str(self.until), self.status, count]
         if self.run_ids:
             parts.append(sorted(self.run_ids))
+        if self.tests:
+            parts.append("tests")
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:
@@ -66,6 +69,8 @@ class Filters:
                 out[name] = str(value)
         if self.run_ids:
             out["run_ids"] = list(self.run_ids)
+        if self.tests:
+            out["tests"] = True
         return out
 
 
@@ -171,6 +176,8 @@ async def replay_event(
     async with engine.begin() as conn:
         event = await _event(conn, event_id)
         matched = match_rules(ruleset, event["source"], build_context(event, ruleset.secrets))
+        # A run of the same rule still waiting to retry would deliver too: it ends here, replaced by the new run.
+        superseded, busy = await runwait.supersede_waiting(conn, event_id, [r.id for r in matched], "a replay")
         created = []
         skipped = 0
         for rule in matched:
@@ -181,10 +188,19 @@ async def replay_event(
             await conn.execute(update(Event).where(Event.id == event_id).values(status="routed", matched=len(created)))
         if actor is not None:
             detail = {"runs": [r["id"] for r in created], "resend": resend, "skipped_sends": skipped}
+            if superseded:
+                detail["superseded"] = [r["id"] for r in superseded]
             await audit.record_on(conn, actor, "event_replay", event_id, detail)
     for run in created:
         await enqueue("execute_run", run["id"], job_id=f"run:{run['id']}:1")
-    return {"event_id": event_id, "runs": created, "skipped_sends": skipped, "resend": resend}
+    return {
+        "event_id": event_id,
+        "runs": created,
+        "skipped_sends": skipped,
+        "resend": resend,
+        "superseded": superseded,
+        "still_running": busy,
+    }
 
 
 async def retry_run(
@@ -203,16 +219,22 @@ async def retry_run(
     """
     async with engine.begin() as conn:
         run = (
-            await conn.execute(select(Run.id, Run.event_id, Run.rule_id, Run.status).where(Run.id == run_id))
+            await conn.execute(
+                select(Run.id, Run.event_id, Run.rule_id, Run.status, Event.test_send)
+                .join(Event, Event.id == Run.event_id)
+                .where(Run.id == run_id)
+            )
         ).first()
         if run is None:
             raise ReplayError(404, f"no run {run_id!r}")
         if run.status not in FAILED:
             raise ReplayError(409, f"run {run_id} is {run.status}; only failed or dead runs are retried")
+        rule = ruleset.rules.get(run.rule_id)
+        (planned,) = await retryplan.plan(conn, [run], ruleset, start=start)
+        if planned["cannot"]:
+            raise ReplayError(409, f"run {run_id}: {planned['cannot']}")
         if start:
-            rule = ruleset.rules.get(run.rule_id)
-            if rule is None:
-                raise ReplayError(409, f"rule {run.rule_id!r} is no longer loaded; it cannot start over")
+            assert rule is not None
             event = await _event(conn, run.event_id)
             new_id_, skipped = await _new_run(conn, event, rule, ruleset.version, resend=resend, replay_of=run_id)
             target, job_id = new_id_, f"run:{new_id_}:1"
@@ -239,8 +261,10 @@ async def retry_run(
 
 
 def _run_query(f: Filters) -> Any:
-    query = select(Run.id, Run.event_id, Run.rule_id, Run.status).join(Event, Event.id == Run.event_id)
+    query = select(Run.id, Run.event_id, Run.rule_id, Run.status, Event.test_send).join(Event, Event.id == Run.event_id)
     conds: list[ColumnElement[bool]] = [Run.status.in_(f.status)]
+    if not f.tests:
+        conds.append(Event.test_send.is_(False))
     if f.rule:
         conds.append(Run.rule_id == f.rule)
     if f.source:
@@ -254,17 +278,17 @@ def _run_query(f: Filters) -> Any:
     return query.where(and_(*conds))
 
 
-async def preview(engine: AsyncEngine, f: Filters, *, start: bool = False) -> dict[str, Any]:
-    """How many runs a bulk retry covers, how many steps it would send, and how many completed sends
-    starting over would repeat (they are skipped unless ``resend``)."""
+async def preview(
+    engine: AsyncEngine, f: Filters, *, start: bool = False, ruleset: RuleSet | None = None
+) -> dict[str, Any]:
+    """How many runs a bulk retry covers, what it would do to each (``plans``: what it would send, or why it
+    cannot be retried, e.g. its rule is no longer loaded), how many steps it would send, and how many
+    completed sends starting over would repeat (they are skipped unless ``resend``)."""
     async with engine.connect() as conn:
         runs = (await conn.execute(_run_query(f))).all()
-        repeats = steps = 0
-        if runs:
-            todo: ColumnElement[bool] = RunStep.run_id.in_([r.id for r in runs])
-            if not start:  # resuming sends the failed step and every later step not done yet
-                todo = and_(todo, RunStep.status.not_in(("succeeded", "skipped")))
-            steps = await conn.scalar(select(func.count()).where(todo)) or 0
+        repeats = 0
+        plans = await retryplan.plan(conn, runs, ruleset if ruleset is not None else RuleSet(), start=start)
+        steps = sum(p["steps"] for p in plans)
         if start and runs:
             repeats = (
                 await conn.scalar(
@@ -276,9 +300,13 @@ async def preview(engine: AsyncEngine, f: Filters, *, start: bool = False) -> di
                 )
                 or 0
             )
+    cannot = [p for p in plans if p["cannot"]]
     return {
         "runs": len(runs),
         "events": len({r.event_id for r in runs}),
+        "retryable": len(runs) - len(cannot),
+        "cannot": len(cannot),
+        "plans": plans[:200],
         "steps_to_send": steps,
         "would_repeat_sends": repeats,
         "note": "completed sends are skipped unless resend is true"
@@ -345,6 +373,7 @@ async def dead_letters(engine: AsyncEngine, f: Filters, limit: int = 100) -> lis
                     Run.finished_at,
                     Event.source,
                     Event.received_at,
+                    Event.test_send,
                 )
                 .join(Event, Event.id == Run.event_id)
                 .where(Run.id.in_(select(_run_query(f).subquery().c.id)))
@@ -395,6 +424,7 @@ async def dead_letters(engine: AsyncEngine, f: Filters, limit: int = 100) -> lis
             "error": r.error,
             "received_at": r.received_at.isoformat(),
             "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+            "test_send": bool(r.test_send),
             "attempts": by_run[r.id],
         }
         for r in runs

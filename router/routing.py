@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from router.actions import ACTIONS
 from router.errors import RouterError, TemplateRenderError
+from router.publicurl import public_url
 from router.ruleset import CompiledRule, CompiledStep, RuleSet
 from router.templating import render_tree
 
@@ -56,7 +57,7 @@ def event_from_row(row: Any) -> dict[str, Any]:
 def build_context(
     event: Mapping[str, Any], secrets: Mapping[str, str], steps: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """What ``filter``, ``when`` and templates see: event, body, headers, query, steps, secrets, now."""
+    """What ``filter``, ``when`` and templates see: event, body, headers, query, steps, secrets, now, router."""
     return {
         "event": event,
         "body": event["body"],
@@ -65,6 +66,7 @@ def build_context(
         "steps": dict(steps or {}),
         "secrets": dict(secrets),
         "now": datetime.now(UTC).isoformat(),
+        "router": {"public_url": public_url()},
     }
 
 

@@ -48,6 +48,9 @@ _ACCEPTS: dict[str, str] = {
     "retention_interval": "a number of seconds from 1 upwards",
     "retention_batch": "a whole number from 1 to 10000",
     "alert_interval": "a number of seconds from 1 to 3600",
+    "public_url": "an http:// or https:// URL such as https://router.example.com",
+    "rejections_keep": "a whole number from 10 upwards",
+    "rejections_per_second": "a number above 0",
 }
 
 
@@ -96,6 +99,15 @@ class Settings(BaseSettings):
     shutdown_grace: int = Field(
         25, ge=0, le=3600, description="Seconds a worker given SIGTERM waits for running jobs before handing them back."
     )
+    rejections_keep: int = Field(
+        10_000, ge=10, description="How many rejected ingest requests are kept (the oldest are deleted)."
+    )
+    rejections_per_second: float = Field(
+        10.0,
+        gt=0,
+        description="Rejected ingest requests recorded (and logged) one by one per second; beyond it, each "
+        "source and status's refusals are counted in one row.",
+    )
     log_level: str = Field("info", description="Log level.")
     log_format: str = Field(
         "auto", description="Log lines as json, or console (readable); auto: console under `router dev`, else json."
@@ -127,6 +139,22 @@ class Settings(BaseSettings):
         description="Mark the session cookie Secure: auto (when the request came over HTTPS), true or false. "
         "Set true behind a TLS-terminating proxy.",
     )
+
+    public_url: str | None = Field(
+        None,
+        description="The router's own address as others reach it, read by templates as `router.public_url` "
+        "(the example rules deliver to its inbox); unset, `router dev` and `router serve` use the address they "
+        "serve on, and a separate `router worker` http://127.0.0.1:8000.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1].strip("/")) == 0:
+            raise ValueError("not an http(s) URL")
+        return value.rstrip("/")
 
     secret_key: str | None = Field(
         None,

@@ -218,14 +218,13 @@ class Standard(Scheme):
     def verify(self, cfg: VerifyConfig, body: bytes, headers: Headers, query: Headers, now: float) -> None:
         key, name = self._key(cfg), self._header(cfg)
         msg_id, ts, value = _get(headers, "webhook-id"), _get(headers, "webhook-timestamp"), _get(headers, name)
-        entries = [entry.partition(",") for entry in value.split(" ")]
-        sigs = [_b64(sig, 32) for version, _, sig in entries if version == "v1"]
-        if None in sigs or not all(v and comma and sig and "," not in sig for v, comma, sig in entries):
-            raise SignatureError(f"malformed {_pretty(name)} header, expected v1,<base64> entries")
-        if not sigs:
+        # Like the reference library: entries are space-separated; any entry that is not a well-formed
+        # `v1,<32 bytes in base64>` (another version, a truncated or garbled value) is skipped, not fatal.
+        entries = [entry.partition(",") for entry in value.split(" ") if entry]
+        if not any(version == "v1" for version, _, _ in entries):
             raise SignatureError(f"no v1 signature in {_pretty(name)} header")
         self._check_time(cfg, ts, now)
-        _match(_mac(key, _utf8(f"{msg_id}.{ts}.") + body), sigs)
+        _match(_mac(key, _utf8(f"{msg_id}.{ts}.") + body), [_b64(sig, 32) for v, _, sig in entries if v == "v1"])
 
     def sign(self, cfg: VerifyConfig, body: bytes, now: float, msg_id: str | None = None) -> Pair:
         msg_id, ts = msg_id or f"msg_{uuid.uuid4().hex}", str(int(now))

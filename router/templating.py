@@ -24,7 +24,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateAssertionError, TemplateError, TemplateSyntaxError, nodes
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateAssertionError,
+    TemplateError,
+    TemplateSyntaxError,
+    UndefinedError,
+    nodes,
+)
 from jinja2.filters import do_center, do_format, do_indent, do_join, do_replace, do_wordwrap
 from jinja2.parser import Parser
 from jinja2.runtime import Context
@@ -32,6 +40,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from router.errors import TemplateRenderError
+from router.missing import missing_field
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 _MARKERS = ("{{", "{%", "{#")
@@ -507,6 +516,8 @@ def _render(tree: Any, ctx: Mapping[str, Any]) -> Any:
 def _render_leaf(tree: Compiled, ctx: Mapping[str, Any]) -> Any:
     try:
         return tree.render(ctx)
+    except UndefinedError as exc:  # in plain words: which field of the event is missing
+        message = missing_field(ENV, tree.source, ctx) or str(exc.message or exc)
     except TemplateError as exc:
         message = str(exc.message or exc)
     except TemplateLimitError as exc:

@@ -25,7 +25,7 @@ from router.errors import TemplateRenderError
 from router.http import create_client
 from router.ingest import Incoming, new_event_row
 from router.jobs import RulesHolder, WorkerState, process_event
-from router.models import Event
+from router.models import Event, Run
 from router.routing import build_context, rule_matches
 from router.ruleset import CompiledRule, RuleSet
 from router.settings import Settings
@@ -43,6 +43,7 @@ class TestSent:
     event_id: str | None
     status: str
     message: str
+    errors: tuple[str, ...] = ()  # each failed run's error ("step 'notify': POST … answered 500")
 
 
 def _raw(body: Any) -> tuple[bytes, str]:
@@ -81,6 +82,7 @@ async def send_test(
         raw=raw,
     )
     row = new_event_row(None, req, event["body"])  # no source given: no dedupe key, a test is never a repeat
+    row["test_send"] = True  # marked, so its runs stay out of the dead letters unless asked for
     async with sessions() as session:
         await insert_events(await session.connection(), [row])
         audit.record(session, actor, "rule_test_sent", rule.id, {"event_id": row["id"], "source": rule.source})
@@ -109,4 +111,7 @@ async def send_test(
         await http.aclose()
     async with sessions() as session:
         status = await session.scalar(select(Event.status).where(Event.id == row["id"])) or "unknown"
-    return TestSent(row["id"], status, f"sent: the event is {status}")
+        errors = (
+            await session.scalars(select(Run.error).where(Run.event_id == row["id"], Run.error.is_not(None)))
+        ).all()
+    return TestSent(row["id"], status, f"sent: the event is {status}", tuple(e for e in errors if e))

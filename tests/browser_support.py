@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +29,10 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
 ]
-SCREENSHOTS = REPO / "docs" / "screenshots"
+DOC_SCREENSHOTS = REPO / "docs" / "screenshots"
+# Tests write their screenshots to a temporary folder, so a test run leaves the checkout clean. Refresh the
+# committed ones explicitly: ROUTER_TEST_SCREENSHOTS_DIR=docs/screenshots python -m pytest tests/test_browser.py
+SCREENSHOTS = Path(os.environ.get("ROUTER_TEST_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="router-screenshots-"))
 PASSWORD = "browser-password-1"
 
 
@@ -148,6 +152,7 @@ def sign_in(page: Any, username: str = "admin", password: str = PASSWORD) -> Non
 
 
 def screenshot(page: Any, name: str) -> Path:
+    """Save a screenshot under SCREENSHOTS (a temporary folder unless ROUTER_TEST_SCREENSHOTS_DIR says)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)

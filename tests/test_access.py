@@ -90,6 +90,7 @@ async def test_sign_in_refuses_wrong_passwords_and_forged_forms(router_factory: 
         wrong = await r.client.post("/login", data={"username": "alice", "password": "nope-nope", "_csrf": token[1]})
         assert wrong.status_code == 401
         assert "Wrong user name or password" in wrong.text
+        assert 'name="username" autocomplete="username" required value="alice"' in wrong.text  # kept for a retry
         r.client.cookies.clear()  # no login-CSRF cookie: a cross-site form post
         forged = await r.client.post("/login", data={"username": "alice", "password": "correct-horse", "_csrf": "x"})
         assert forged.status_code == 403
@@ -171,6 +172,7 @@ PUBLIC = {
     ("GET", "/login"),
     ("POST", "/login"),
     ("GET", "/static/{file_path}"),
+    ("GET", "/favicon.ico"),  # the browser asks for it on every page, signed in or not
     ("HEAD", "/static/{file_path}"),
 }
 # The only changes a viewer may make: signing out and their own API tokens.

@@ -189,3 +189,12 @@ async def test_audit_page_filters_and_pages(router_factory: RouterFactory) -> No
         assert by_actor.text.count('data-testid="audit-row"') == 1
         none = await r.client.get("/settings/audit", params={"actor": "nobody"})
         assert 'data-testid="audit-empty"' in none.text
+
+
+async def test_the_favicon_is_served_to_anyone(router_factory: RouterFactory) -> None:
+    async with router_factory({"r.yaml": "sources:\n  - id: s\n"}, worker=False, ui=True) as r:
+        r.client.headers.pop("authorization", None)
+        response = await r.client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
+    assert response.content.startswith(b"<svg")

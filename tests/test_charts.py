@@ -202,3 +202,21 @@ def test_bucket_percentiles() -> None:
     assert result["p95"][0][1] == pytest.approx(95.05)
     assert result["p95"][1][1] == 7.0
     assert line_chart(result, title="Latency", unit="ms")
+
+
+def test_stacked_bar_chart_stacks_each_bucket_s_counts_with_a_legend() -> None:
+    from router.charts import stacked_bar_chart
+
+    ok, bad = [4.0, 0.0, 6.0], [1.0, 2.0, 0.0]
+    root = parse(stacked_bar_chart({"succeeded": series(ok), "failed": series(bad)}, title="Deliveries"))
+    assert not by_class(root, "chart-line")  # counts are bars, not lines
+    greens, reds = by_class(root, "chart-bar-0"), by_class(root, "chart-bar-1")
+    assert [g.get("data-value") for g in greens] == ["4", "6"]
+    assert [r.get("data-value") for r in reds] == ["1", "2"]
+    first_green, first_red = greens[0], reds[0]
+    assert math.isclose(
+        float(first_red.get("y", "nan")) + float(first_red.get("height", "nan")), float(first_green.get("y", "nan")),
+        abs_tol=0.02,
+    )  # fmt: skip
+    assert [t.text for t in by_class(root, "chart-legend")] == ["succeeded", "failed"]
+    assert "succeeded: 10 in all; failed: 3 in all" in (root.get("aria-label") or "")

@@ -262,8 +262,8 @@ def test_template_table(row: list[str]) -> None:
 
 def test_readme_has_the_two_commands() -> None:
     text = read(REPO / "README.md")
-    assert "python -m pip install -e '.[lite]' && router dev" in text
-    assert "python -m pip install -e '.[test]' && python -m pytest" in text
+    assert "python -m pip install -c constraints.txt -e '.[lite]' && router dev" in text
+    assert "python -m pip install -c constraints.txt -e '.[test]' && python -m pytest" in text
 
 
 @pytest.mark.parametrize("page", ALL_MARKDOWN, ids=lambda p: p.name)

@@ -162,7 +162,7 @@ async def test_explain_a_stored_event_with_its_recorded_run(
     result = hit.json()
     assert (result["event_id"], result["rule_id"], result["matched"]) == (big, "big-order", True)
     assert result["rule_location"].endswith("shop.yaml:5:5")
-    assert result["reason"] == "the filter is truthy"
+    assert result["reason"] == "the filter holds"
     tree = result["filter"]
     assert tree["expression"] == "body.total > `100` && (body.currency == 'usd' || !(body.test))"
     total, either = tree["children"]
@@ -189,7 +189,10 @@ async def test_explain_a_stored_event_with_its_recorded_run(
     assert [s["status"] for s in result["current"]["steps"]] == ["succeeded", "succeeded", "failed"]
 
     assert miss["matched"] is False
-    assert miss["reason"] == "the filter is false, which is not truthy"
+    assert (
+        miss["reason"]
+        == "the filter gives false, which counts as no (false, null, empty text, an empty list or object)"
+    )
     assert miss["filter"]["children"][0]["value"] is False
     assert miss["current"] is None
     assert miss["steps"][1]["error"].startswith("not rendered: reads steps.customer")

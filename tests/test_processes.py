@@ -207,3 +207,70 @@ def test_serve_and_worker_processes_pick_up_an_edited_rule_without_restart(tmp_p
             time.sleep(0.05)
     assert first[0]["body"] == {"text": "version one"}
     assert items[0]["body"] == {"text": "version two"}, "the worker still routes with the old rules"
+
+
+def _router(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "router", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="embedded Redis is a Linux binary here")
+def test_the_tour_works_on_a_port_other_than_8000(tmp_path: Path) -> None:
+    """README's tour with `router dev --port P`: the banner, `router send` without --url, the example rules'
+    deliveries to this server's inbox (Slack message and the Stripe chain), a repeat answered as a duplicate."""
+    cwd = copy_examples(tmp_path)
+    port = free_port()
+    assert port != 8000
+    url = f"http://127.0.0.1:{port}"
+    env = base_env(tmp_path)
+    env.pop("ROUTER_DATABASE_URL")  # the defaults, as a newcomer runs it: ./data, embedded Redis
+    env.pop("ROUTER_EGRESS_ALLOW")
+    with running(["dev", "--port", str(port)], env, cwd, ready_url=f"{url}/health"):
+        banner = next(cwd.glob("dev-*.log")).read_text()
+        assert f"Event Router dev: {url}" in banner
+        assert f"router.public_url = {url}" in banner
+        assert f"curl -s {url}/health" in banner
+        assert "router send github samples/github-push.json -H 'X-GitHub-Event: push'" in banner
+        assert ":8000" not in banner
+        assert banner.count("Will assume non-transactional DDL") == 1, "the migrations ran (and printed) twice"
+        github = _router(["send", "github", "samples/github-push.json", "-H", "X-GitHub-Event: push"], cwd, env)
+        assert github.returncode == 0, github.stdout + github.stderr
+        assert github.stdout.startswith("202 ")
+        stripe = _router(["send", "stripe", "samples/stripe-payment_intent.succeeded.json"], cwd, env)
+        assert stripe.stdout.startswith("202 "), stripe.stdout + stripe.stderr
+        again = _router(["send", "stripe", "samples/stripe-payment_intent.succeeded.json"], cwd, env)
+        assert again.stdout.startswith("200 "), again.stdout + again.stderr
+        assert json.loads(again.stdout[4:]) == {
+            "event_id": json.loads(stripe.stdout[4:])["event_id"],
+            "duplicate": True,
+        }
+        token = admin_token_for(f"sqlite+aiosqlite:///{cwd / 'data' / 'router.db'}")
+        slack, _ = wait_inbox(url, "slack", token, timeout=15)
+        shipping, _ = wait_inbox(url, "shipping", token, timeout=15)
+    assert not (cwd / "data" / "dev-server.json").exists(), "the dev server's note outlived it"
+    assert len(slack) == 1
+    assert "octo-org/event-router" in slack[0]["body"]["text"]
+    assert len(shipping) == 1
+    shipment = shipping[0]["body"]
+    picked = {k: shipment.get(k) for k in ("order_id", "amount", "total", "email")}
+    assert picked == {
+        "order_id": "ord_1042",
+        "amount": 12900,
+        "total": "129.00 USD",
+        "email": "jenny.rosen@example.com",
+    }
+
+
+def test_send_finds_no_dev_server_and_says_where_it_tried(tmp_path: Path) -> None:
+    cwd = copy_examples(tmp_path)
+    (cwd / "data").mkdir()
+    (cwd / "data" / "dev-server.json").write_text(json.dumps({"url": "http://127.0.0.1:1", "pid": 2**22 + 12345}))
+    env = base_env(tmp_path)
+    env.pop("ROUTER_DATABASE_URL")
+    sent = _router(["send", "forms", "samples/form-signup.json", "--no-sign"], cwd, env)  # a stale note is ignored
+    assert sent.returncode == 1
+    assert "could not reach http://127.0.0.1:8000/hooks/forms (from the default address)" in sent.stderr
+    env["ROUTER_PUBLIC_URL"] = "http://127.0.0.1:1"
+    sent = _router(["send", "forms", "samples/form-signup.json", "--no-sign"], cwd, env)
+    assert "could not reach http://127.0.0.1:1/hooks/forms (from ROUTER_PUBLIC_URL)" in sent.stderr

@@ -127,3 +127,37 @@ async def test_rule_tests_and_other_files_do_not_reload(router_factory: RouterFa
         after = await listing(r)
         assert after["version"] == before["version"]
         assert after["errors"] == []
+
+
+async def test_a_default_secret_warning_is_logged_once_not_on_every_reload(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    from router.jobs import RulesHolder
+    from router.reload import reload_rules
+    from router.settings import load_settings
+
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    signed = "sources:\n  - id: gh\n    verify: {scheme: github, secret: '${GH_SECRET_UNSET_HERE:-dev}'}\n"
+    (folder / "a.yaml").write_text(signed)
+    settings = load_settings(rules_dir=folder, database_url=f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    holder = RulesHolder()
+    with capture_logs() as logs:
+        assert await reload_rules(settings, holder)
+        (folder / "b.yaml").write_text("sources:\n  - id: other\n")  # an unrelated edit: reloaded, same warning
+        assert await reload_rules(settings, holder)
+        assert await reload_rules(settings, holder)
+    warnings = [entry for entry in logs if entry["event"] == "rules_warning"]
+    assert len(warnings) == 1, warnings
+    assert "default secret" in warnings[0]["message"]
+
+
+def test_templates_read_the_public_url(monkeypatch: Any) -> None:
+    from router.routing import build_context
+    from router.templating import compile_tree, render_tree
+
+    monkeypatch.setenv("ROUTER_PUBLIC_URL", "http://127.0.0.1:18100/")
+    ctx = build_context({"body": {}, "headers": {}, "query": {}}, {})
+    assert ctx["router"] == {"public_url": "http://127.0.0.1:18100"}
+    tree = compile_tree({"url": "{{ router.public_url ~ '/inbox/slack' }}"}, lambda path: "test")
+    assert render_tree(tree, ctx) == {"url": "http://127.0.0.1:18100/inbox/slack"}

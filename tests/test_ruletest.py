@@ -197,7 +197,7 @@ def test_expected_render_error(tmp_path: Path) -> None:
         rule: big-order
         steps:
           customer: {response: {body: {vip: false, name: A}}}
-          mail: {error: "has no attribute 'email'"}
+          mail: {error: "has no field `steps.customer.body.email`"}
     """
     result = run(folder(tmp_path, tests))
     assert result.exit_code == 0, result.output

@@ -215,3 +215,35 @@ def test_a_million_keys_within_the_limit_answers_fast(live: Any) -> None:
     assert too_deep.json()["detail"] == TOO_DEEP
     assert parse_elapsed < 1.0
     assert elapsed < 5.0  # storing dominates (SQLAlchemy json.dumps of the body); docs/security.md
+
+
+@pytest.mark.parametrize(
+    ("raw", "offset"),
+    [
+        (b'{"a": "\xff\xfe"}', 7),  # invalid start byte inside a string
+        (b'{"a": "\xc0\xaf"}', 7),  # overlong encoding
+        (b'{"a": "ok\xe2\x82"}', 9),  # truncated sequence
+        (b'{"a": 1, "\xed\xa0\x80": 2}', 10),  # an encoded surrogate
+    ],
+)
+def test_invalid_utf8_in_json_is_reported_in_our_words(raw: bytes, offset: int) -> None:
+    """The message is Event Router's, whatever the JSON decoder's release says about the same bytes."""
+    from router.errors import IngestError
+    from router.ingest import parse_body
+
+    with pytest.raises(IngestError) as caught:
+        parse_body(raw, "application/json")
+    assert (caught.value.status, caught.value.title) == (400, "Body is not valid UTF-8")
+    assert caught.value.detail == f"the byte at offset {offset} is not valid UTF-8"
+
+
+def test_valid_utf8_but_invalid_json_is_a_json_error() -> None:
+    from router.errors import IngestError
+    from router.ingest import parse_body
+
+    with pytest.raises(IngestError) as caught:
+        parse_body('{"café": }'.encode(), "application/json")
+    assert caught.value.title == "Body is not valid JSON"
+    with pytest.raises(IngestError) as caught:
+        parse_body(b'{"a": 1}\xff', "application/json")  # a stray byte outside any string is a JSON error
+    assert caught.value.title == "Body is not valid JSON"

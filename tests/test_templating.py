@@ -46,7 +46,7 @@ def test_structure_is_kept_leaf_by_leaf() -> None:
 @pytest.mark.parametrize(
     ("template", "message"),
     [
-        ("{{ body.nope }}", "'dict object' has no attribute 'nope'"),
+        ("{{ body.nope }}", "the event has no field `body.nope`"),
         ("{{ body.keys }}", "gives a method, not a value"),
         ("{{ body.__class__ }}", "access to attribute '__class__' of 'dict' object is unsafe"),
         ("{{ body.items.append(3) }}", "access to attribute 'append' of 'list' object is unsafe"),

@@ -568,9 +568,14 @@ def test_github_push_to_slack_in_a_real_browser(tmp_path: Path, redis_url: str) 
         started = time.monotonic()
         page.goto("/rules")
         page.get_by_test_id("rule-new").click()
+        page.wait_for_url("**/rules/new")
+        page.wait_for_load_state()  # htmx is set up: a change before it would go unheard (a flake under load)
         page.get_by_test_id("source-select").select_option("github")
-        page.wait_for_selector("[data-testid=source-info]")
+        page.wait_for_selector("[data-testid=source-info]:has-text('/hooks/github')")
         # conditions: click a path box, then a field of GitHub's sample push
+        box = page.get_by_test_id("cond-path").first.bounding_box()
+        assert box is not None
+        assert box["width"] >= 300, f"the condition's field box is {box['width']} px wide: paths get cut"
         page.get_by_test_id("cond-path").first.click()
         page.locator("[data-path='headers.\"x-github-event\"']").click()
         page.get_by_test_id("cond-value").first.fill("push")
@@ -632,3 +637,6 @@ def test_github_push_to_slack_in_a_real_browser(tmp_path: Path, redis_url: str) 
         page.locator("[data-testid^=run-][data-status=succeeded]").nth(1).wait_for(timeout=15_000)
         rules = page.locator("[data-testid=runs] h3").all_inner_texts()
         assert any("push-to-slack" in r for r in rules), rules  # the rule built in the browser ran
+        assert stack.csp_violations == [], "the builder broke the Content-Security-Policy:\n" + "\n".join(
+            stack.csp_violations
+        )

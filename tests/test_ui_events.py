@@ -150,17 +150,28 @@ async def test_every_page_renders_for_a_viewer_with_real_data(
         assert 'data-testid="source-count-shop">1<' in text
         for chart in ("chart-events", "chart-deliveries", "chart-latency", "chart-failures"):
             assert re.search(rf'data-testid="{chart}"><svg [^>]*role="img"', text), chart
+        deliveries = text.split('data-testid="chart-deliveries"', 1)[1].split("</figure>", 1)[0]
+        assert "stacked-chart" in deliveries  # counts drawn as bars, like events and failures
+        assert "<polyline" not in deliveries
         failing = text.split('data-testid="failing-destinations"', 1)[1]
         host = sink.base.removeprefix("http://")
         assert f"http://{host}" in failing
         assert "upstream broke" in failing or "500" in failing
+        link = re.search(r'href="(/events\?destination=[^"]+)" data-testid="failing-destination-events"', failing)
+        assert link, "a failing destination links to its events"
+        its_events = await r.client.get(html.unescape(link.group(1)))
+        assert f'data-event-id="{event_id}"' in its_events.text
+        assert 'data-testid="filter-destination"' in its_events.text
+        other = await r.client.get("/events?destination=https://elsewhere.example:443")
+        assert f'data-event-id="{event_id}"' not in other.text
         assert 'data-testid="resume-button"' not in text  # nothing paused, and a viewer cannot anyway
 
         listing = await r.client.get("/events")
         assert listing.status_code == 200
         assert listing.text.count('data-testid="event-row"') == 1
         assert f'href="/events/{event_id}"' in listing.text
-        assert '<span class="badge failed" data-testid="event-status">failed</span>' in listing.text
+        worst = dead["status"]  # the list shows the event's worst run state, not only "failed"
+        assert f'<span class="badge {worst}" data-testid="event-status">{worst}</span>' in listing.text
         assert 'data-testid="events-live"' in listing.text  # the first page polls for new rows
 
         detail = await r.client.get(f"/events/{event_id}")

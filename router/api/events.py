@@ -10,15 +10,21 @@ from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter, QueryParameter
 
-from router import eventlog
-from router.eventlog import STATUSES, EventFilter, event_detail, event_summary, load_event
+from router import eventlog, runwait
+from router.eventlog import RUN_STATES, STATUSES, EventFilter, event_detail, event_summary, load_event
 
 
 @get("/api/events", operation_id="ListEvents", tags=["events"], summary="List events, newest first")
 async def list_events(
     state: State,
     source: Annotated[str | None, QueryParameter(description="Only this source.")] = None,
-    status: Annotated[str | None, QueryParameter(description=f"Only this status: {', '.join(STATUSES)}.")] = None,
+    status: Annotated[
+        str | None,
+        QueryParameter(
+            description=f"Only this status: {', '.join(STATUSES)}; or events with a run that is "
+            f"{', '.join(RUN_STATES)}."
+        ),
+    ] = None,
     q: Annotated[
         str | None,
         QueryParameter(
@@ -34,7 +40,11 @@ async def list_events(
 ) -> dict[str, Any]:
     async with state.sessions() as session:
         page = await eventlog.list_events(session, EventFilter(source, status, q, since), limit=limit, before=before)
-    return {"events": [event_summary(e) for e in page.events], "next": page.next}
+        worst = await runwait.worst_states(session, [e.id for e in page.events])
+    return {
+        "events": [event_summary(e) | {"run_state": worst.get(e.id)} for e in page.events],
+        "next": page.next,
+    }
 
 
 @get(

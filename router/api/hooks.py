@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from litestar import MediaType, Request, Response, get, post, route
 from litestar.datastructures import State
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import PathParameter, QueryParameter
-from sqlalchemy import select
+from litestar.response import Redirect
 
 from router.api.problems import problem
 from router.errors import IngestError
+from router.inbox import is_page_view, request_dict
+from router.inbox import requests as inbox_requests
 from router.ingest import Incoming, accept, check_content_encoding, find_source, fold_headers, fold_pairs, parse_body
 from router.metrics import ingest_metrics
 from router.models import InboxRequest, new_id, utcnow
@@ -57,15 +60,42 @@ async def receive(
         check_content_encoding(headers)
         raw = await read_body(request, state.settings.max_body_bytes)
     except IngestError as exc:
+        note_rejection(request, state, source, exc)
         return unread(exc)
-    row = accept(ruleset, incoming(request, source, raw, headers))
+    try:
+        row = accept(ruleset, incoming(request, source, raw, headers))
+    except IngestError as exc:  # 401 signature, 400 body
+        note_rejection(request, state, source, exc, raw)
+        return problem(exc.status, exc.title, exc.detail)
     try:
         event_id, duplicate = await state.writer.store(row)
     except Exception:
-        return problem(503, "Storage unavailable", "the event could not be stored; retry later")
+        down = IngestError(503, "Storage unavailable", "the event could not be stored; retry later")
+        note_rejection(request, state, source, down, raw)
+        return problem(down.status, down.title, down.detail)
     if duplicate:
         return Response({"event_id": event_id, "duplicate": True}, status_code=200)
     return Response(b'{"event_id":"%s"}' % event_id.encode(), status_code=202, media_type=MediaType.JSON)
+
+
+def note_rejection(
+    request: Request[Any, Any, Any], state: State, source: str, exc: IngestError, raw: bytes | None = None
+) -> None:
+    """Record a refused request (router.rejections: no await, bounded); only refusals come here."""
+    length = request.headers.get("content-length")
+    ruleset = state.rules.current
+    state.rejections.note(
+        source=source,
+        status=exc.status,
+        title=exc.title,
+        reason=exc.detail,
+        remote_addr=request.client.host if request.client else None,
+        headers=headers_of(request),
+        body_size=len(raw) if raw is not None else int(length) if length and length.isdigit() else None,
+        body=raw or b"",
+        known=ruleset.sources.get(source),
+        secrets=ruleset.secrets,
+    )
 
 
 def unread(exc: IngestError) -> Response[Any]:
@@ -113,6 +143,8 @@ async def catch(
     """Store any request under ``name``, so deliveries can be seen without an outside service."""
     if not name or len(name) > 64:
         raise IngestError(400, "Bad inbox name", "use 1 to 64 characters")
+    if request.method == "GET" and is_page_view(request.headers):  # a person looking, not a request to catch
+        return Redirect(f"/inboxes/{quote(name, safe='')}", status_code=303)
     try:
         raw = await read_body(request, state.settings.max_body_bytes)
     except IngestError as exc:
@@ -145,27 +177,8 @@ async def list_inbox(
     limit: Annotated[int, QueryParameter(ge=1, le=500, description="How many, newest first.")] = 50,
 ) -> dict[str, Any]:
     async with state.sessions() as session:
-        rows = (
-            await session.scalars(
-                select(InboxRequest).where(InboxRequest.name == name).order_by(InboxRequest.id.desc()).limit(limit)
-            )
-        ).all()
-    return {
-        "name": name,
-        "requests": [
-            {
-                "id": r.id,
-                "received_at": r.received_at.isoformat(),
-                "method": r.method,
-                "path": r.path,
-                "headers": r.headers,
-                "query": r.query,
-                "body": r.body,
-                "body_text": r.body_text,
-            }
-            for r in rows
-        ],
-    }
+        rows = await inbox_requests(session, name, limit=limit)
+    return {"name": name, "requests": [request_dict(r) for r in rows]}
 
 
 __all__ = ["catch", "find_source", "list_inbox", "receive"]

@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from pydantic import BaseModel, ConfigDict, Field
 
+from router import runwait
 from router.access import principal_of
 from router.api.problems import problem
 from router.delivery import FAILED
@@ -37,6 +38,7 @@ class BulkRequest(RetryRequest):
     until: datetime | None = None
     status: list[RunFailure] = Field(default_factory=lambda: list[RunFailure](["failed", "dead"]))
     run_ids: list[str] = Field(default_factory=list, description="Only these runs (still within the rest).")
+    tests: bool = Field(False, description="Include the runs of the rule builder's Send test (left out by default).")
     confirm: str | None = Field(None, description="The token from the preview; without it nothing is retried.")
 
 
@@ -57,8 +59,11 @@ async def list_dead_letters(
         QueryParameter(description="dead: retries exhausted; failed: a permanent error."),
     ] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000, description="At most this many, newest first.")] = 100,
+    tests: Annotated[
+        bool, QueryParameter(description="Include the runs of the rule builder's Send test (left out by default).")
+    ] = False,
 ) -> dict[str, Any]:
-    f = Filters(rule, source, since, until, (status,) if status else FAILED)
+    f = Filters(rule, source, since, until, (status,) if status else FAILED, tests=tests)
     return {"dead_letters": await dead_letters(state.engine, f, limit)}
 
 
@@ -119,6 +124,23 @@ async def retry(
 
 
 @post(
+    "/api/runs/{run_id:str}/retry-now",
+    operation_id="RetryRunNow",
+    tags=["delivery"],
+    status_code=202,
+    summary="Try a retrying or held run now instead of waiting (the same run; its attempts count on)",
+)
+async def retry_now(
+    request: Request[Any, Any, Any], state: State, run_id: Annotated[str, PathParameter(description="Run id.")]
+) -> Response[Any]:
+    try:
+        body = await runwait.retry_now(state.engine, enqueuer(state.redis), run_id, actor=principal_of(request).actor)
+    except runwait.RunWaitError as exc:
+        return problem(exc.status, "Cannot retry now", str(exc))
+    return Response(body, status_code=202)
+
+
+@post(
     "/api/runs/retry",
     operation_id="RetryRuns",
     tags=["delivery"],
@@ -126,10 +148,11 @@ async def retry(
     summary="Retry many failed or dead runs: a preview with a count, then a confirmed run",
 )
 async def retry_bulk(request: Request[Any, Any, Any], state: State, data: JSONBody[BulkRequest]) -> Response[Any]:
-    f = Filters(data.rule, data.source, data.since, data.until, tuple(data.status), tuple(data.run_ids))
+    f = Filters(data.rule, data.source, data.since, data.until, tuple(data.status), tuple(data.run_ids), data.tests)
     start = data.from_ == "start"
     if data.confirm is None:
-        return Response(await preview(state.engine, f, start=start) | {"done": False})
+        found = await preview(state.engine, f, start=start, ruleset=state.rules.current)
+        return Response(found | {"done": False})
     try:
         body = await bulk_retry(
             state.engine,

@@ -10,18 +10,21 @@ from router.ui import audit as audit_ui
 from router.ui import builder as builder_ui
 from router.ui import deadletters as deadletters_ui
 from router.ui import events as events_ui
+from router.ui import favicon, signin
+from router.ui import inbox as inbox_ui
 from router.ui import overview as overview_ui
+from router.ui import rejections as rejections_ui
 from router.ui import rules as rules_ui
 from router.ui import secrets as secrets_ui
-from router.ui import signin
 from router.ui import sources as sources_ui
 from router.ui import users as users_ui
 from router.ui.render import template_config, web_dir
 
-HANDLERS: list[Any] = [signin.login_form, signin.login, signin.logout]
+HANDLERS: list[Any] = [signin.login_form, signin.login, signin.logout, *favicon.HANDLERS]
 HANDLERS += [*users_ui.HANDLERS, *secrets_ui.HANDLERS, *audit_ui.HANDLERS]
 HANDLERS += [*rules_ui.HANDLERS, *builder_ui.HANDLERS]
 HANDLERS += [*overview_ui.HANDLERS, *events_ui.HANDLERS, *deadletters_ui.HANDLERS, *sources_ui.HANDLERS]
+HANDLERS += [*rejections_ui.HANDLERS, *inbox_ui.HANDLERS]
 
 
 def ui_router() -> Router:

@@ -18,6 +18,7 @@ from litestar.response import Redirect, Template
 
 from router import uirules
 from router.access import principal_of
+from router.actions import ACTIONS
 from router.errors import RuleSetError
 from router.testsend import send_test
 from router.ui.builder_form import OP_LABELS, TYPE_LABELS, apply_row_action, text
@@ -63,7 +64,13 @@ def _step_context(state: State, b: BuilderState, event: dict[str, Any] | None) -
     previews = step_previews(spec["steps"], rs, event)
     names = sorted(rs.secrets)
     picks = [variables(event or {}, [s.id for s in b.steps[:i]], names) for i in range(len(b.steps))]
-    return {"previews": previews, "picks": picks, "kinds": KINDS, "source_ids": _sources(state)}
+    return {
+        "previews": previews,
+        "picks": picks,
+        "kinds": KINDS,
+        "actions": sorted(ACTIONS),
+        "source_ids": _sources(state),
+    }
 
 
 async def _condition_context(state: State, b: BuilderState, event: dict[str, Any] | None) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from router.presets import PRESETS, Sample
 from router.routing import build_context, event_dict, event_from_row, redact
 from router.ruleset import CompiledStep, RuleSet, _Loader, _pydantic_message
 from router.schema import Step
+from router.summary import summarize
 from router.templating import compile_tree, render_tree
 from router.ui.builder_steps import settings_of
 from router.whatif import load_events
@@ -58,17 +59,6 @@ def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else str(value)[:19].replace("T", " ")
 
 
-def event_type(ruleset: RuleSet, source: str, event: Mapping[str, Any]) -> str:
-    src = ruleset.sources.get(source)
-    if src is None or src.event_type is None:
-        return ""
-    try:
-        value = src.event_type.search(build_context(event, {}))
-    except EVALUATION_ERRORS:
-        return ""
-    return value if isinstance(value, str) else "" if value is None else json.dumps(value)
-
-
 def preset_samples(ruleset: RuleSet, source: str) -> tuple[list[Sample], list[Sample]]:
     """The source's preset's samples (or those of the preset named like its verify scheme), then the rest."""
     src = ruleset.sources.get(source)
@@ -86,8 +76,8 @@ async def sample_choices(
     out: list[SampleChoice] = []
     if source:
         for event in await load_events(sessions, source, RECENT):
-            kind = event_type(ruleset, source, event) or event["method"]
-            label = f"{_when(event['received_at'])} · {kind} · {event['id'][-8:]}"
+            about = str(summarize(event["body"], event["headers"], ruleset.sources.get(source))) or event["method"]
+            label = f"{_when(event['received_at'])} · {about[:90]}"
             out.append(SampleChoice(f"event:{event['id']}", label, "Recent events of this source"))
     mine, others = preset_samples(ruleset, source)
     out += [
@@ -341,12 +331,17 @@ def step_previews(
     for i, raw in enumerate(steps):
         preview = StepPreview()
         out.append(preview)
+        if isinstance(raw, dict) and raw.get("action") not in ACTIONS:
+            earlier.append(str(raw.get("id", "")))
+            continue  # an unknown action: the step's own error says so (once), beside its action picker
         try:
             step = Step.model_validate(raw)
         except ValidationError as exc:
             for err in exc.errors():
                 loc = [str(p) for p in err["loc"]]
                 target = loc[1] if loc[:1] == ["with"] and len(loc) > 1 else ""
+                if err["type"] == "missing" and target:
+                    continue  # not filled in yet: the field's * says it is required; Save and Send test say so
                 message = _pydantic_message(err)
                 if target:
                     preview.errors[target] = message
@@ -356,9 +351,12 @@ def step_previews(
         before = len(loader.errors)
         compiled = loader.compile_step(step, locator, ("steps", i), list(earlier), ruleset.sources)
         earlier.append(step.id)
+        filled = raw.get("with") or {} if isinstance(raw, dict) else {}
         for problem in loader.errors[before:]:
             parts = problem.path.split(".")
             target = parts[2].split("[", 1)[0] if len(parts) > 2 and parts[1] == "with" else ""
+            if target and target not in filled:
+                continue  # not filled in yet: its * says it is required; Save and Send test say so beside it
             if target:
                 preview.errors.setdefault(target, problem.message)
             else:
@@ -393,7 +391,7 @@ def _render(
         try:
             rendered[name] = render_tree(tree, ctx, f"with.{name}")
         except TemplateRenderError as exc:
-            preview.errors[name] = exc.message
+            preview.errors[name] = exc.message.replace("the event has no field", "the sample has no field")
             continue
         preview.values[name] = _shown(redact(rendered[name], ruleset.secrets))
     if preview.errors or reads:
@@ -404,6 +402,8 @@ def _render(
     except ValidationError as exc:
         for err in exc.errors():
             name = str(err["loc"][0]) if err["loc"] else ""
+            if err["type"] == "missing":
+                continue  # a required setting not filled in yet (said on Save and Send test)
             message = "after rendering: " + str(redact(_pydantic_message(err), ruleset.secrets))
             if name in known:
                 preview.errors[name] = message

@@ -33,7 +33,7 @@ KINDS: dict[str, tuple[str, str, dict[str, Any], str]] = {
 LONG_TEXT = frozenset({"text", "html", "body"})  # message bodies: a text area rather than one line
 FEATURED = frozenset({"url", "text", "method", "json", "to", "subject", "source", "body"})
 _INT = re.compile(r"^-?\d+$")
-_STEP = re.compile(r"^step-(\d+)-(id|action|kind|when|extra)$")
+_STEP = re.compile(r"^step-(\d+)-(id|action|kind|when|extra|retry_attempts|retry_delays)$")
 _STEP_FIELD = re.compile(r"^step-(\d+)-f-(.+)$")
 
 
@@ -61,9 +61,11 @@ class StepView:
     action: str
     kind: str
     when: str = ""
-    extra: str = ""  # the step's retry/limits as JSON: kept as they were, not edited here
+    extra: str = ""  # the step's retry/limits as JSON: kept as they were, but for the two retry fields below
     fields: list[FieldView] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    retry_attempts: str = ""  # retry.max_attempts, as typed
+    retry_delays: str = ""  # retry.schedule, comma-separated durations
 
     @property
     def label(self) -> str:
@@ -216,7 +218,12 @@ def step_from_spec(spec: Mapping[str, Any], sources: list[str]) -> StepView:
     settings = spec.get("with")
     settings = settings if isinstance(settings, dict) else {}
     extra = {k: spec[k] for k in ("retry", "limits") if k in spec}
+    if action not in ACTIONS and settings:
+        extra["with"] = settings  # kept until an action is chosen for them
     known = {s.name for s in settings_of(action)} if action in ACTIONS else set()
+    retry = spec.get("retry") if isinstance(spec.get("retry"), dict) else {}
+    assert isinstance(retry, dict)
+    schedule = retry.get("schedule")
     view = StepView(
         id=str(spec.get("id", "")),
         action=action,
@@ -224,13 +231,31 @@ def step_from_spec(spec: Mapping[str, Any], sources: list[str]) -> StepView:
         when=str(spec.get("when") or ""),
         extra=json.dumps(extra) if extra else "",
         fields=field_views(action, settings, sources) if action in ACTIONS else [],
+        retry_attempts=str(retry["max_attempts"]) if retry.get("max_attempts") is not None else "",
+        retry_delays=", ".join(str(d) for d in schedule) if isinstance(schedule, list) else "",
     )
     if action not in ACTIONS:
-        view.errors.append(f"unknown action {action!r}: use one of {', '.join(sorted(ACTIONS))}; the step is dropped")
+        view.errors.append(unknown_action(action))
     unknown = sorted(set(settings) - known)
     if unknown and action in ACTIONS:
         view.errors.append(f"unknown setting(s) {', '.join(unknown)} for action {action}: they are dropped")
     return view
+
+
+def unknown_action(action: str) -> str:
+    return f"unknown action {action!r}: choose one of {', '.join(sorted(ACTIONS))} below; the step's settings are kept"
+
+
+def _carried(extra: str) -> tuple[dict[str, Any], str]:
+    """Settings carried over from a step whose action was unknown (``with`` in its extra), and the extra without."""
+    try:
+        data = json.loads(extra) if extra.strip() else {}
+    except ValueError:
+        return {}, extra
+    if not isinstance(data, dict) or not isinstance(data.get("with"), dict):
+        return {}, extra
+    carried = data.pop("with")
+    return carried, json.dumps(data) if data else ""
 
 
 def new_step(kind: str, taken: set[str], sources: list[str]) -> StepView:
@@ -253,12 +278,20 @@ def steps_from_form(form: Mapping[str, Any], sources: list[str]) -> list[StepVie
     for n in sorted(found)[:50]:
         parts = found[n]
         action = parts.get("action", "")
-        if action not in ACTIONS:
+        if not action:
             continue
-        views = field_views(action, {}, sources)
+        if action not in ACTIONS:  # imported with an unknown action: kept, settings and all, until one is chosen
+            unknown = StepView(id=parts.get("id", "").strip(), action=action, kind="", extra=parts.get("extra", ""))
+            unknown.errors.append(unknown_action(action))
+            steps.append(unknown)
+            continue
+        carried, extra = _carried(parts.get("extra", ""))
+        views = field_views(action, carried, sources) if carried else field_views(action, {}, sources)
         for view in views:
-            view.raw = settings.get(n, {}).get(view.name, "")
+            typed = settings.get(n, {}).get(view.name, "")
+            view.raw = typed or view.raw
             view.featured = view.featured or bool(view.raw)
+        parts["extra"] = extra
         kind = parts.get("kind", "")
         steps.append(
             StepView(
@@ -268,6 +301,8 @@ def steps_from_form(form: Mapping[str, Any], sources: list[str]) -> list[StepVie
                 when=parts.get("when", ""),
                 extra=parts.get("extra", ""),
                 fields=views,
+                retry_attempts=parts.get("retry_attempts", ""),
+                retry_delays=parts.get("retry_delays", ""),
             )
         )
     return steps
@@ -302,11 +337,30 @@ def step_spec(view: StepView) -> dict[str, Any]:
         if value is not None:
             settings[f.name] = value
     spec["with"] = settings
+    extra: Any = {}
     if view.extra.strip():
         try:
             extra = json.loads(view.extra)
         except ValueError:
             extra = {}
-        if isinstance(extra, dict):
-            spec.update({k: v for k, v in extra.items() if k in ("retry", "limits")})
+    if isinstance(extra, dict):
+        spec.update({k: v for k, v in extra.items() if k in ("retry", "limits")})
+        if view.action not in ACTIONS and isinstance(extra.get("with"), dict):
+            spec["with"] = extra["with"]  # an unknown action's settings, as imported
+    retry = retry_spec(spec.get("retry"), view.retry_attempts, view.retry_delays)
+    spec.pop("retry", None)
+    if retry:
+        spec["retry"] = retry
     return spec
+
+
+def retry_spec(kept: Any, attempts: str, delays: str) -> dict[str, Any]:
+    """A step's ``retry``: the form's attempts and delays over the other settings it had (backoff, jitter)."""
+    retry = {k: v for k, v in (kept if isinstance(kept, dict) else {}).items() if k not in ("max_attempts", "schedule")}
+    if attempts.strip():
+        retry["max_attempts"] = int(attempts) if attempts.strip().isdigit() else attempts.strip()
+    if delays.strip():
+        retry["schedule"] = [d.strip() for d in delays.replace(";", ",").split(",") if d.strip()]
+        for key in ("backoff", "initial", "max"):  # delays listed one by one replace backoff settings
+            retry.pop(key, None)
+    return retry

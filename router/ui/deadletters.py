@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, QueryParameter
@@ -25,6 +25,7 @@ from router.jobs import enqueuer
 from router.models import utcnow
 from router.replay import Filters, ReplayError, bulk_retry, dead_letters, preview
 from router.ruleset import RuleSet
+from router.ui import flash
 from router.ui.render import page
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
@@ -36,8 +37,10 @@ MAX_TICKED = 1000
 class Selection:
     """The filter (and ticked runs) as given, checked; ``error`` names the field and the fix."""
 
-    def __init__(self, rule: str, source: str, status: str, since_at: str, runs: list[str] | None = None) -> None:
-        self.rule, self.source, self.status = rule.strip()[:64], source.strip()[:64], status.strip()
+    def __init__(
+        self, rule: str, source: str, status: str, since_at: str, runs: list[str] | None = None, tests: bool = False
+    ) -> None:
+        self.rule, self.source, self.status, self.tests = rule.strip()[:64], source.strip()[:64], status.strip(), tests
         self.since_at, self.runs, self.error = since_at.strip(), [r[:26] for r in (runs or [])][:MAX_TICKED], ""
         if self.status and self.status not in FAILED:
             self.error = f"status: {self.status!r} is not failed or dead; showing both"
@@ -58,14 +61,16 @@ class Selection:
             None,
             (self.status,) if self.status else FAILED,
             tuple(self.runs) if ticked else (),
+            self.tests,
         )
 
 
 def _form(data: dict[str, Any]) -> tuple[Selection, bool, bool]:
     runs = data.get("run", [])
     runs = [runs] if isinstance(runs, str) else [str(r) for r in runs]
-    field = {name: str(data.get(name, "")) for name in ("rule", "source", "status", "since_at")}
-    selection = Selection(field["rule"], field["source"], field["status"], field["since_at"], runs)
+    field = {name: str(data.get(name, "")) for name in ("rule", "source", "status", "since_at", "tests")}
+    tests = field["tests"].lower() in ("on", "true", "1")
+    selection = Selection(field["rule"], field["source"], field["status"], field["since_at"], runs, tests)
     return selection, data.get("from") == "start", str(data.get("resend", "")).lower() in ("on", "true", "1")
 
 
@@ -97,20 +102,23 @@ async def dead_letters_page(
     source: Annotated[str, QueryParameter()] = "",
     status: Annotated[str, QueryParameter()] = "",
     since: Annotated[str, QueryParameter(description="1h, 24h, 7d or 30d.")] = "",
+    tests: Annotated[str, QueryParameter(description="on: include Send-test runs.")] = "",
+    flash_id: Annotated[str, QueryParameter(name="flash")] = "",
 ) -> Template:
     since_error = ""
     if since and since not in SINCE:
         since_error, since = f"since: {since!r} is not one of {', '.join(SINCE)}; showing all times", ""
     since_at = (utcnow() - SINCE[since]).isoformat() if since else ""
-    selection = Selection(rule, source, status, since_at)
+    selection = Selection(rule, source, status, since_at, tests=tests.lower() in ("on", "true", "1"))
     selection.error = selection.error or since_error
+    shown = await flash.take(state, flash_id)
     return page(
         request,
         "dead_letters.html",
         rows=await _rows(state, selection),
         bulk=None,
-        notice="",
-        notice_error=False,
+        notice=str(shown.get("notice", "")),
+        notice_error=bool(shown.get("error")),
         **_context(state, selection, since),
     )
 
@@ -131,12 +139,12 @@ async def bulk_preview(request: Request[Any, Any, Any], state: State, data: Form
     selection, start, resend = _form(data)
     bulk: dict[str, Any] = {"start": start, "resend": resend, "what": _describe(selection), "error": selection.error}
     if not selection.error:
-        bulk |= await preview(state.engine, selection.filters(), start=start)
+        bulk |= await preview(state.engine, selection.filters(), start=start, ruleset=state.rules.current)
     return await _answer(request, state, selection, "events/_bulk_preview.html", bulk=bulk)
 
 
 @post("/dead-letters/retry", include_in_schema=False, status_code=200)
-async def bulk_confirm(request: Request[Any, Any, Any], state: State, data: Form) -> Template:
+async def bulk_confirm(request: Request[Any, Any, Any], state: State, data: Form) -> Response[Any]:
     """Retry the previewed selection, if it is unchanged (the token matches)."""
     selection, start, resend = _form(data)
     token = str(data.get("confirm", ""))
@@ -156,10 +164,14 @@ async def bulk_confirm(request: Request[Any, Any, Any], state: State, data: Form
     except ReplayError as exc:
         return await _answer(request, state, selection, notice=f"Not retried: {exc}.", notice_error=True)
     notice = f"Retried {result['retried']} run(s)" + (
-        f"; {len(result['errors'])} could not be: " + "; ".join(e["error"] for e in result["errors"][:5])
+        f"; {len(result['errors'])} could not be retried: " + "; ".join(e["error"] for e in result["errors"][:5])
         if result["errors"]
         else "."
     )
+    if not request.headers.get("hx-request"):  # a plain form post: Post/Redirect/Get
+        done = await flash.redirect(state, "/dead-letters", notice=notice, error=bool(result["errors"]))
+        if done is not None:
+            return done
     return await _answer(request, state, selection, notice=notice, notice_error=bool(result["errors"]))
 
 
@@ -175,7 +187,7 @@ async def _answer(
 ) -> Template:
     """htmx gets the fragment (and the list refreshed); a plain form post gets the whole page."""
     context = _context(state, selection, "") | {"bulk": bulk, "notice": notice, "notice_error": notice_error}
-    shown = Selection(selection.rule, selection.source, selection.status, selection.since_at)
+    shown = Selection(selection.rule, selection.source, selection.status, selection.since_at, tests=selection.tests)
     rows = await _rows(state, shown)
     if request.headers.get("hx-request"):
         return page(request, template, rows=rows, oob=template.endswith("_bulk_result.html"), **context)

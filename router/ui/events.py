@@ -9,13 +9,12 @@ comes back with the notice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
@@ -23,16 +22,17 @@ from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Template
 from sqlalchemy import select
 
-from router import eventlog
+from router import eventlog, runwait
 from router.access import principal_of
 from router.delivery import FAILED, TERMINAL
-from router.errors import TemplateRenderError
-from router.eventlog import FINAL, STATUSES, EventFilter
+from router.eventlog import FINAL, RUN_STATES, STATUSES, EventFilter
 from router.explain import explain_stored
 from router.jobs import enqueuer
 from router.models import Event, Run, utcnow
 from router.replay import ReplayError, replay_event, retry_run
 from router.ruleset import CompiledSource, RuleSet
+from router.summary import Summary, summarize
+from router.ui import flash
 from router.ui.render import page
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
@@ -46,26 +46,21 @@ def _htmx(request: Request[Any, Any, Any]) -> bool:
     return bool(request.headers.get("hx-request"))
 
 
-def summary(row: Any, source: CompiledSource | None) -> str:
-    """A line about an event for the list: its type (when the source defines one) and the start of its body."""
-    body = row.body
-    preview = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    preview = " ".join((preview or "").split())
-    preview = preview[:100] + ("…" if len(preview) > 100 else "")
-    kind = None
-    if source is not None and source.event_type is not None:
-        try:
-            kind = source.event_type.search({"body": body, "headers": row.headers or {}, "query": {}})
-        except TemplateRenderError:
-            kind = None
-    if kind is None or isinstance(kind, dict | list):
-        return preview
-    return f"{kind} · {preview}" if preview else str(kind)
+def summary(row: Any, source: CompiledSource | None) -> Summary:
+    """A line about an event for the list: its type and a few key fields (router.summary)."""
+    return summarize(row.body, row.headers, source)
 
 
-def _rows(events: list[Any], rules: RuleSet) -> list[dict[str, Any]]:
+async def _rows(session: Any, events: list[Any], rules: RuleSet) -> list[dict[str, Any]]:
+    """List rows; ``state`` is the worst state of the event's runs (retrying, held, failed, dead) or its own."""
+    worst = await runwait.worst_states(session, [e.id for e in events])
     return [
-        eventlog.event_summary(e) | {"summary": summary(e, rules.sources.get(e.source)), "final": e.status in FINAL}
+        eventlog.event_summary(e)
+        | {
+            "summary": summary(e, rules.sources.get(e.source)),
+            "final": e.status in FINAL and worst.get(e.id) not in runwait.WAITING,
+            "state": worst.get(e.id, e.status),
+        }
         for e in events
     ]
 
@@ -73,11 +68,13 @@ def _rows(events: list[Any], rules: RuleSet) -> list[dict[str, Any]]:
 class Filters:
     """The list's filters as the user gave them, checked: ``error`` names the field and the fix."""
 
-    def __init__(self, source: str, status: str, q: str, since: str) -> None:
+    def __init__(self, source: str, status: str, q: str, since: str, destination: str = "") -> None:
         self.source, self.status, self.q, self.since = source.strip()[:64], status.strip(), q.strip()[:200], since
+        self.destination = destination.strip()[:300]
         errors = []
-        if self.status and self.status not in STATUSES:
-            errors.append(f"status: {self.status!r} is not one of {', '.join(STATUSES)}; showing every status")
+        if self.status and self.status not in (*STATUSES, *RUN_STATES):
+            choices = ", ".join((*STATUSES, *RUN_STATES))
+            errors.append(f"status: {self.status!r} is not one of {choices}; showing every status")
             self.status = ""
         if self.since and self.since not in SINCE:
             errors.append(f"since: {self.since!r} is not one of {', '.join(SINCE)}; showing all times")
@@ -86,15 +83,20 @@ class Filters:
 
     def query(self) -> EventFilter:
         since = utcnow() - SINCE[self.since] if self.since else None
-        return EventFilter(self.source or None, self.status or None, self.q or None, since)
+        return EventFilter(self.source or None, self.status or None, self.q or None, since, self.destination or None)
 
     def params(self) -> dict[str, str]:
         given = {"source": self.source, "status": self.status, "q": self.q, "since": self.since}
+        given["destination"] = self.destination
         return {k: v for k, v in given.items() if v}
 
     def link(self, **extra: str) -> str:
         """The query string of these filters and ``extra`` (empty values left out)."""
         return urlencode(self.params() | {k: v for k, v in extra.items() if v})
+
+    def without(self, name: str) -> str:
+        """The query string of these filters but ``name``."""
+        return urlencode({k: v for k, v in self.params().items() if k != name})
 
 
 SourceQ = Annotated[str, QueryParameter(description="Only this source.")]
@@ -110,13 +112,14 @@ async def events_page(
     q: Annotated[str, QueryParameter()] = "",
     since: Annotated[str, QueryParameter()] = "",
     before: Annotated[str, QueryParameter()] = "",
+    destination: Annotated[str, QueryParameter(description="Only events that failed at it.")] = "",
 ) -> Template:
-    f = Filters(source, status, q, since)
+    f = Filters(source, status, q, since, destination)
     before = before.strip()[:26]
     rules: RuleSet = state.rules.current
     async with state.sessions() as session:
         found = await eventlog.list_events(session, f.query(), limit=PAGE, before=before or None, content=True)
-    rows = _rows(found.events, rules)
+        rows = await _rows(session, found.events, rules)
     return page(
         request,
         "events/list.html",
@@ -124,6 +127,7 @@ async def events_page(
         filters=f,
         sources=sorted(set(rules.sources) | ({f.source} if f.source else set())),
         statuses=STATUSES,
+        run_states=RUN_STATES,
         since_choices=list(SINCE),
         before=before,
         older=found.next or "",
@@ -144,9 +148,10 @@ async def event_rows(
     since: Annotated[str, QueryParameter()] = "",
     after: Annotated[str, QueryParameter(description="Only events newer than this id.")] = "",
     watch: Annotated[str, QueryParameter(description="Ids of shown rows still in progress.")] = "",
+    destination: Annotated[str, QueryParameter(description="Only events that failed at it.")] = "",
 ) -> Template:
     """Live rows: events newer than ``after`` (for the top of the table) and the ``watch``ed rows again."""
-    f = Filters(source, status, q, since)
+    f = Filters(source, status, q, since, destination)
     rules: RuleSet = state.rules.current
     watched = [i for i in watch.split(",") if i][:MAX_WATCH]
     async with state.sessions() as session:
@@ -154,9 +159,9 @@ async def event_rows(
             session, f.query(), limit=PAGE, after=after.strip()[:26] or None, content=True
         )
         again = await eventlog.events_by_id(session, watched, content=True) if watched else []
-    new = _rows(found.events, rules)
-    fresh_ids = {r["id"] for r in new}
-    updated = [r for r in _rows(again, rules) if r["id"] not in fresh_ids]
+        new = await _rows(session, found.events, rules)
+        fresh_ids = {r["id"] for r in new}
+        updated = [r for r in await _rows(session, again, rules) if r["id"] not in fresh_ids]
     still = [r["id"] for r in [*new, *updated] if not r["final"]][:MAX_WATCH]
     return page(
         request,
@@ -213,9 +218,14 @@ async def _detail(state: State, event_id: str) -> dict[str, Any]:
 
 @get("/events/{event_id:str}", include_in_schema=False)
 async def event_page(
-    request: Request[Any, Any, Any], state: State, event_id: Annotated[str, PathParameter()]
+    request: Request[Any, Any, Any],
+    state: State,
+    event_id: Annotated[str, PathParameter()],
+    flash_id: Annotated[str, QueryParameter(name="flash")] = "",
 ) -> Template:
-    return page(request, "events/detail.html", notice="", notice_error=False, **await _detail(state, event_id))
+    shown = await flash.take(state, flash_id)
+    notice, error = str(shown.get("notice", "")), bool(shown.get("error"))
+    return page(request, "events/detail.html", notice=notice, notice_error=error, **await _detail(state, event_id))
 
 
 @get("/events/{event_id:str}/runs", include_in_schema=False)
@@ -246,7 +256,12 @@ async def event_explain(
 
 async def _after_action(
     request: Request[Any, Any, Any], state: State, event_id: str, notice: str, error: bool
-) -> Template:
+) -> Response[Any]:
+    """htmx gets the notice and the runs; a plain form post a 303 to the event page (Post/Redirect/Get)."""
+    if not _htmx(request):
+        done = await flash.redirect(state, f"/events/{event_id}", notice=notice, error=error)
+        if done is not None:
+            return done
     context = await _detail(state, event_id)
     if _htmx(request):
         return page(
@@ -262,7 +277,7 @@ def _checked(data: Mapping[str, Any], name: str) -> bool:
 @post("/events/{event_id:str}/replay", include_in_schema=False, status_code=200)
 async def replay_button(
     request: Request[Any, Any, Any], state: State, event_id: Annotated[str, PathParameter()], data: Form
-) -> Template:
+) -> Response[Any]:
     resend = _checked(data, "resend")
     try:
         result = await replay_event(
@@ -283,13 +298,20 @@ async def replay_button(
         notice = f"Replayed: {len(runs)} new run(s) ({names})."
         if result["skipped_sends"]:
             notice += f" {result['skipped_sends']} step(s) already sent were skipped (tick “send again” to resend)."
+    for old in result["superseded"]:
+        notice += (
+            f" Run {old['id']} of {old['rule_id']} was still {old['was']}: its pending retry is cancelled and the"
+            " new run replaces it (marked superseded)."
+        )
+    for busy in result["still_running"]:
+        notice += f" Run {busy['id']} of {busy['rule_id']} is {busy['status']} right now and may deliver too."
     return await _after_action(request, state, event_id, notice, False)
 
 
 @post("/runs/{run_id:str}/retry", include_in_schema=False, status_code=200)
 async def retry_button(
     request: Request[Any, Any, Any], state: State, run_id: Annotated[str, PathParameter()], data: Form
-) -> Template:
+) -> Response[Any]:
     start = data.get("from") == "start"
     async with state.sessions() as session:
         event_id = await session.scalar(select(Run.event_id).where(Run.id == run_id))
@@ -314,4 +336,32 @@ async def retry_button(
     return await _after_action(request, state, event_id, notice, False)
 
 
-HANDLERS = [events_page, event_rows, event_page, event_runs, event_explain, replay_button, retry_button]
+@post("/runs/{run_id:str}/retry-now", include_in_schema=False, status_code=200)
+async def retry_now_button(
+    request: Request[Any, Any, Any], state: State, run_id: Annotated[str, PathParameter()]
+) -> Any:
+    """Try a retrying or held run now (router.runwait.retry_now): the same run, its attempts counting on."""
+    try:
+        result = await runwait.retry_now(state.engine, enqueuer(state.redis), run_id, actor=principal_of(request).actor)
+    except runwait.RunWaitError as exc:
+        async with state.sessions() as session:
+            event_id = await session.scalar(select(Run.event_id).where(Run.id == run_id))
+        if event_id is None:
+            raise NotFoundException(str(exc)) from None
+        return await _after_action(request, state, event_id, f"Cannot retry now: {exc}", True)
+    notice = f"Run {run_id} is being tried now (attempt {result['attempt']}); the page updates as it goes."
+    if result["was"] == "held":
+        notice += " Its destination may still be paused: then it is held again until someone resumes it."
+    return await _after_action(request, state, result["event_id"], notice, False)
+
+
+HANDLERS = [
+    events_page,
+    event_rows,
+    event_page,
+    event_runs,
+    event_explain,
+    replay_button,
+    retry_button,
+    retry_now_button,
+]

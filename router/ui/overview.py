@@ -16,9 +16,9 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Response, Template
 
-from router import alerts, destinations, stats, storage
+from router import alerts, destinations, rejections, stats, storage
 from router.access import principal_of
-from router.charts import bar_chart, line_chart
+from router.charts import bar_chart, line_chart, stacked_bar_chart
 from router.jobs import enqueuer
 from router.models import utcnow
 from router.ruleset import RuleSet
@@ -82,6 +82,7 @@ async def overview_page(
         events = await stats.events_per_bucket(session, window)
         deliveries = await stats.deliveries_per_bucket(session, window)
         latency = await stats.latency_per_bucket(session, window)
+        refused = await rejections.count_since(session, now - timedelta(days=1))
     base = str(request.base_url).rstrip("/")
     pulled = await poll_health(state, rules, now)
     sources = [
@@ -94,13 +95,14 @@ async def overview_page(
             "activity": activity[source.id],
             "how": how_it_comes(source, base),
             "health": pulled.get(source.id),
+            "rejected": refused.get(source.id, 0),
         }
         for source in rules.sources.values()
     ]
     per = _per(window.bucket_minutes)
     charts = {
         "events": bar_chart(events, title=f"Events received per {per} (UTC)"),
-        "deliveries": line_chart(
+        "deliveries": stacked_bar_chart(  # counts are bars, like the other count charts
             {"succeeded": list(deliveries.succeeded), "failed": list(deliveries.failed)},
             title=f"Delivery attempts per {per} (UTC)",
         ),
@@ -124,6 +126,7 @@ async def overview_page(
         failing=await failing(state, window.first),
         alerts=await alerts.overview(state.engine, rules),
         storage=await storage.storage_figures(state.engine),
+        rejected_total=sum(refused.values()),
         notice="",
         notice_error=False,
     )

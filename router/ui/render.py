@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ NAV = (
     ("events", "/events", "Events"),
     ("rules", "/rules", "Rules"),
     ("dead", "/dead-letters", "Dead letters"),
+    ("rejected", "/rejections", "Rejected"),
+    ("inbox", "/inboxes", "Inbox"),
     ("secrets", "/settings/secrets", "Secrets"),
     ("users", "/settings/users", "Users & tokens"),
     ("audit", "/settings/audit", "Audit log"),
@@ -35,6 +38,14 @@ def web_dir() -> Path:
     package = Path(router.__file__).parent
     packaged = package / "web"
     return packaged if packaged.is_dir() else package.parent / "web"
+
+
+_TICKED = re.compile(r"`([^`\n]+)`")
+
+
+def ticks(value: Any) -> Markup:
+    """Text whose `backticked` parts show as code (the text escaped first), for hints and messages."""
+    return Markup(_TICKED.sub(r"<code>\1</code>", str(Markup.escape(str(value)))))
 
 
 def _pretty(value: Any) -> str:
@@ -52,6 +63,7 @@ def environment() -> Environment:
     )
     env.filters["pretty"] = _pretty
     env.filters["tojson_attr"] = lambda value: Markup.escape(json.dumps(value))
+    env.filters["ticks"] = ticks
     return env
 
 

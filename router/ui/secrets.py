@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, PathParameter
+from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Template
 
 from router import secretstore
 from router.access import principal_of
 from router.secretstore import SecretStoreError
+from router.ui.flash import redirect, take
 from router.ui.render import page
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
@@ -61,12 +62,20 @@ async def _render(
 
 
 @get("/settings/secrets", include_in_schema=False, opt=ADMIN)
-async def secrets_page(request: Request[Any, Any, Any], state: State) -> Template:
-    return await _render(request, state)
+async def secrets_page(
+    request: Request[Any, Any, Any], state: State, flash: Annotated[str, QueryParameter()] = ""
+) -> Template:
+    notice = str((await take(state, flash)).get("notice", ""))
+    return await _render(request, state, notice=notice)
+
+
+async def _done(request: Request[Any, Any, Any], state: State, notice: str) -> Response[Any]:
+    """After a change: 303 to the page with the notice (Post/Redirect/Get), or the page itself without Redis."""
+    return await redirect(state, "/settings/secrets", notice=notice) or await _render(request, state, notice=notice)
 
 
 @post("/settings/secrets", include_in_schema=False, opt=ADMIN, status_code=200)
-async def save_secret(request: Request[Any, Any, Any], state: State, data: Form) -> Template:
+async def save_secret(request: Request[Any, Any, Any], state: State, data: Form) -> Response[Any]:
     principal = principal_of(request)
     name = str(data.get("name", "")).strip()
     value = str(data.get("value", ""))
@@ -78,15 +87,15 @@ async def save_secret(request: Request[Any, Any, Any], state: State, data: Form)
             return await _render(request, state, error=str(exc), error_for=where, name=name, status=400)
         await session.commit()
     verb = "saved" if created else "replaced"
-    return await _render(
-        request, state, notice=f"Secret {name} {verb}. Rules read it as secrets.{name}; its value is not shown again."
+    return await _done(
+        request, state, f"Secret {name} {verb}. Rules read it as secrets.{name}; its value is not shown again."
     )
 
 
 @post("/settings/secrets/{name:str}/delete", include_in_schema=False, opt=ADMIN, status_code=200)
 async def delete_secret(
     request: Request[Any, Any, Any], state: State, name: Annotated[str, PathParameter()]
-) -> Template:
+) -> Response[Any]:
     principal = principal_of(request)
     async with state.sessions() as session:
         try:
@@ -94,7 +103,7 @@ async def delete_secret(
         except SecretStoreError as exc:
             return await _render(request, state, error=str(exc), status=404)
         await session.commit()
-    return await _render(request, state, notice=f"Secret {name} deleted; rules no longer get secrets.{name}.")
+    return await _done(request, state, f"Secret {name} deleted; rules no longer get secrets.{name}.")
 
 
 HANDLERS = [secrets_page, save_secret, delete_secret]

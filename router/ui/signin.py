@@ -45,10 +45,24 @@ def safe_next(target: str) -> str:
 
 
 def _login_page(
-    request: Request[Any, Any, Any], state: State, *, error: str = "", status: int = 200, nxt: str = "/"
+    request: Request[Any, Any, Any],
+    state: State,
+    *,
+    error: str = "",
+    status: int = 200,
+    nxt: str = "/",
+    username: str = "",
 ) -> Template:
     token = secrets.token_urlsafe(24)
-    response = page(request, "login.html", status=status, error=error, login_csrf=token, next=safe_next(nxt))
+    response = page(
+        request,
+        "login.html",
+        status=status,
+        error=error,
+        login_csrf=token,
+        next=safe_next(nxt),
+        username=username[:100],
+    )
     response.cookies.append(
         Cookie(
             key=LOGIN_CSRF_COOKIE,
@@ -89,7 +103,9 @@ async def login(
             # the actor is never the name typed in: anyone could type "cli:root" or "alice (session)"
             audit.record(session, "anonymous", "sign_in_failed", username[:100], {"client": _client(request)})
             await session.commit()
-            return _login_page(request, state, error="Wrong user name or password.", status=401, nxt=nxt)
+            return _login_page(
+                request, state, error="Wrong user name or password.", status=401, nxt=nxt, username=username
+            )
         cookie, _csrf = await start_session(session, user, state.settings.session_hours)
         audit.record(session, f"{user.username} (session)", "sign_in", user.username, {"client": _client(request)})
         await session.commit()

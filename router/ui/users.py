@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, PathParameter
+from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Template
 
 from router import accounts
 from router.access import principal_of
 from router.auth import ROLES, AuthError, Principal
+from router.ui.flash import redirect, take
 from router.ui.render import page
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
@@ -70,12 +71,26 @@ async def _render(
 
 
 @get("/settings/users", include_in_schema=False, opt=ANYONE)
-async def users_page(request: Request[Any, Any, Any], state: State) -> Template:
-    return await _render(request, state)
+async def users_page(
+    request: Request[Any, Any, Any], state: State, flash: Annotated[str, QueryParameter()] = ""
+) -> Template:
+    shown = await take(state, flash)
+    notice, once, label = (str(shown.get(k, "")) for k in ("notice", "shown_once", "shown_once_label"))
+    return await _render(request, state, notice=notice, shown_once=once, shown_once_label=label)
+
+
+async def _done(
+    request: Request[Any, Any, Any], state: State, *, notice: str, shown_once: str = "", shown_once_label: str = ""
+) -> Response[Any]:
+    """After a change: 303 to the page with the outcome (Post/Redirect/Get), or the page itself without Redis."""
+    outcome = {"notice": notice, "shown_once": shown_once, "shown_once_label": shown_once_label}
+    return await redirect(state, "/settings/users", **outcome) or await _render(
+        request, state, notice=notice, shown_once=shown_once, shown_once_label=shown_once_label
+    )
 
 
 @post("/settings/users", include_in_schema=False, opt=ADMIN, status_code=200)
-async def create_user(request: Request[Any, Any, Any], state: State, data: Form) -> Template:
+async def create_user(request: Request[Any, Any, Any], state: State, data: Form) -> Response[Any]:
     principal = principal_of(request)
     username, role, password = _field(data, "username"), _field(data, "role"), _field(data, "password")
     generated = not password
@@ -87,14 +102,14 @@ async def create_user(request: Request[Any, Any, Any], state: State, data: Form)
             return await _render(request, state, error=str(exc), error_for="create", status=_status(exc))
         await session.commit()
     if generated:
-        return await _render(
+        return await _done(
             request,
             state,
             notice=f"User {username} ({role}) created. Give them this password; it is not shown again:",
             shown_once=password,
             shown_once_label=f"Password of {username}",
         )
-    return await _render(request, state, notice=f"User {username} ({role}) created.")
+    return await _done(request, state, notice=f"User {username} ({role}) created.")
 
 
 def _user_change(action: str, data: dict[str, Any]) -> tuple[accounts.UserChange, str]:
@@ -116,7 +131,7 @@ async def change_user(
     state: State,
     username: Annotated[str, PathParameter()],
     data: Form,
-) -> Template:
+) -> Response[Any]:
     principal: Principal = principal_of(request)
     action = _field(data, "action")
     try:
@@ -127,7 +142,7 @@ async def change_user(
     except AuthError as exc:
         return await _render(request, state, error=str(exc), error_for=f"user:{username}", status=_status(exc))
     if generated:
-        return await _render(
+        return await _done(
             request,
             state,
             notice=f"New password for {username}; their sessions ended. It is not shown again:",
@@ -140,11 +155,11 @@ async def change_user(
         "enable": f"{username} is enabled again.",
         "password": f"Password of {username} changed; their sessions ended.",
     }[action]
-    return await _render(request, state, notice=done)
+    return await _done(request, state, notice=done)
 
 
 @post("/settings/tokens", include_in_schema=False, opt=ANYONE, status_code=200)
-async def create_token(request: Request[Any, Any, Any], state: State, data: Form) -> Template:
+async def create_token(request: Request[Any, Any, Any], state: State, data: Form) -> Response[Any]:
     principal = principal_of(request)
     async with state.sessions() as session:
         try:
@@ -153,7 +168,7 @@ async def create_token(request: Request[Any, Any, Any], state: State, data: Form
         except AuthError as exc:
             return await _render(request, state, error=str(exc), error_for="token", status=_status(exc))
         await session.commit()
-    return await _render(
+    return await _done(
         request,
         state,
         notice=f"Token {row.name!r} created. Copy it now: it is not shown again.",
@@ -165,7 +180,7 @@ async def create_token(request: Request[Any, Any, Any], state: State, data: Form
 @post("/settings/tokens/{token_id:str}/revoke", include_in_schema=False, opt=ANYONE, status_code=200)
 async def revoke_token(
     request: Request[Any, Any, Any], state: State, token_id: Annotated[str, PathParameter()]
-) -> Template:
+) -> Response[Any]:
     principal = principal_of(request)
     async with state.sessions() as session:
         try:
@@ -173,7 +188,7 @@ async def revoke_token(
         except AuthError as exc:
             return await _render(request, state, error=str(exc), error_for=f"token:{token_id}", status=_status(exc))
         await session.commit()
-    return await _render(request, state, notice=f"Token {row.name!r} of {owner} revoked.")
+    return await _done(request, state, notice=f"Token {row.name!r} of {owner} revoked.")
 
 
 HANDLERS = [users_page, create_user, change_user, create_token, revoke_token]
