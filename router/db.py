@@ -110,7 +110,15 @@ async def migrate(engine: AsyncEngine) -> None:
     def _upgrade(connection: Connection) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(726354)"))
-        command.upgrade(_alembic_config(connection), "head")
+            command.upgrade(_alembic_config(connection), "head")
+            return
+        # SQLite: a migration that has to copy a table (batch mode) drops the old one; with foreign keys on,
+        # that drop would delete every run of every event. Off for the upgrade (before any transaction).
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        try:
+            command.upgrade(_alembic_config(connection), "head")
+        finally:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
     path = engine.url.database if engine.dialect.name == "sqlite" else None
     if not path or path == ":memory:":

@@ -99,5 +99,5 @@ def test_plain_paths_read_directly_give_what_jinja_gives(path: str) -> None:
     assert got[0] == expected[0], (path, got, expected)
     if got[0] == "ok":
         assert got[1] == expected[1]
-    else:
-        assert expected[1] in got[1]
+    else:  # Jinja's own error, or the plain-words one it is turned into (router.missing)
+        assert expected[1] in got[1] or f"has no field `{path}`" in got[1], (path, got, expected)

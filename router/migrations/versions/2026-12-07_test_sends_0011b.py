@@ -17,8 +17,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("events") as batch:
-        batch.add_column(sa.Column("test_send", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # ALTER TABLE ADD COLUMN on every database: SQLite takes a NOT NULL column with a default in place, where
+    # a batch "move and copy" would rewrite the events table (and, with foreign keys on, cascade to its runs)
+    op.add_column("events", sa.Column("test_send", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
