@@ -3,9 +3,9 @@
 Counters and histograms are prometheus-client objects, bumped by one cheap call each (no await, no
 I/O) where the thing happens:
 
-- ``router_events_received_total{source, outcome}`` and ``router_ingest_seconds`` — ``ingest_metrics``,
-  an ASGI middleware on ``POST /hooks/{source}``: it reads the answer's status (202 accepted, 200
-  duplicate, anything else rejected), so the handler itself carries no metrics code;
+- ``router_events_received_total{source, outcome}`` and ``router_ingest_seconds`` — ``ingest_finished``,
+  once ``POST /hooks/{source}`` has answered, from its status (202 accepted, 200 duplicate, anything
+  else rejected; router/api/ingest_asgi.py);
 - ``router_step_attempts_total{rule, step, action, outcome}`` and ``router_delivery_seconds{action}`` —
   ``step_outcome`` once a step's outcome is recorded;
 - ``router_rules_reload_errors_total`` — ``rules_reload_failed``.
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -145,33 +144,6 @@ def step_outcome(rule: str, step: str, action: str, outcome: str, received_at: s
 
 def rules_reload_failed() -> None:
     _metrics().rules_reload_errors.inc()
-
-
-# -- the ASGI middleware on ingest -------------------------------------------------------------------
-
-
-def ingest_metrics(app: Any) -> Any:
-    """Wrap ``POST /hooks/{source}``: time it and count its outcome from the status it answers."""
-
-    async def middleware(scope: Any, receive: Any, send: Any) -> None:
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await app(scope, receive, send_status)
-        finally:
-            holder = getattr(scope["app"].state, "rules", None)  # absent only before the app has started
-            sources = holder.current.sources if holder is not None else {}
-            source = scope.get("path_params", {}).get("source", "")
-            ingest_finished(sources, source, status, time.perf_counter() - started)
-
-    return middleware
 
 
 # -- gauges, read when scraped ---------------------------------------------------------------------

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from litestar import MediaType, Request, Response, get, post, route
+from litestar import Request, Response, get, post, route
 from litestar.datastructures import State
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect
 
+from router.api.ingest_asgi import WebhookRequest, count, fast_ingest, serve_webhook
+from router.api.ingest_asgi import read_body as read_limited
 from router.api.problems import problem
 from router.errors import IngestError
 from router.inbox import is_page_view, request_dict
 from router.inbox import requests as inbox_requests
-from router.ingest import Incoming, accept, check_content_encoding, find_source, fold_headers, fold_pairs, parse_body
-from router.metrics import ingest_metrics
+from router.ingest import Incoming, find_source, fold_headers, fold_pairs, parse_body
 from router.models import InboxRequest, new_id, utcnow
 
 
@@ -25,15 +28,13 @@ def headers_of(request: Request[Any, Any, Any]) -> dict[str, str]:
     return fold_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"])
 
 
-def incoming(
-    request: Request[Any, Any, Any], source: str, raw: bytes, headers: dict[str, str] | None = None
-) -> Incoming:
+def incoming(request: Request[Any, Any, Any], source: str, raw: bytes) -> Incoming:
     return Incoming(
         source=source,
         method=request.method,
         path=request.scope["path"],
-        headers=headers if headers is not None else headers_of(request),
-        query=fold_pairs(request.query_params.multi_items()) if request.scope["query_string"] else {},
+        headers=headers_of(request),
+        query=fold_pairs(request.query_params.multi_items()),
         raw=raw,
     )
 
@@ -45,57 +46,42 @@ def incoming(
     status_code=202,
     summary="Receive a webhook",
     opt={"public": True},  # authenticated by the source's own signature scheme
-    middleware=[ingest_metrics],  # router_events_received_total and router_ingest_seconds, from the status
+    middleware=[fast_ingest],  # answers at the ASGI layer (router/api/ingest_asgi.py)
 )
 async def receive(
     request: Request[Any, Any, Any],
     source: Annotated[str, PathParameter(description="The source id from the rule files.")],
 ) -> Response[Any]:
-    """Verify the request against its source, commit it to the database, then answer 202 with its id."""
-    state = request.app.state  # read in place: an injected ``State`` is a copy made per request
-    ruleset = state.rules.current
-    headers = headers_of(request)
-    try:
-        find_source(ruleset, source)  # 404 and 415 before reading the body
-        check_content_encoding(headers)
-        raw = await read_body(request, state.settings.max_body_bytes)
-    except IngestError as exc:
-        note_rejection(request, state, source, exc)
-        return unread(exc)
-    try:
-        row = accept(ruleset, incoming(request, source, raw, headers))
-    except IngestError as exc:  # 401 signature, 400 body
-        note_rejection(request, state, source, exc, raw)
-        return problem(exc.status, exc.title, exc.detail)
-    try:
-        event_id, duplicate = await state.writer.store(row)
-    except Exception:
-        down = IngestError(503, "Storage unavailable", "the event could not be stored; retry later")
-        note_rejection(request, state, source, down, raw)
-        return problem(down.status, down.title, down.detail)
-    if duplicate:
-        return Response({"event_id": event_id, "duplicate": True}, status_code=200)
-    return Response(b'{"event_id":"%s"}' % event_id.encode(), status_code=202, media_type=MediaType.JSON)
+    """Verify the request against its source, commit it to the database, then answer 202 with its id.
 
-
-def note_rejection(
-    request: Request[Any, Any, Any], state: State, source: str, exc: IngestError, raw: bytes | None = None
-) -> None:
-    """Record a refused request (router.rejections: no await, bounded); only refusals come here."""
-    length = request.headers.get("content-length")
-    ruleset = state.rules.current
-    state.rejections.note(
+    Requests are answered by the route's middleware before this handler would run; both call
+    ``serve_webhook`` (this body is what answers when the middleware is not in front of it).
+    """
+    started = time.perf_counter()
+    req = WebhookRequest(
         source=source,
-        status=exc.status,
-        title=exc.title,
-        reason=exc.detail,
-        remote_addr=request.client.host if request.client else None,
-        headers=headers_of(request),
-        body_size=len(raw) if raw is not None else int(length) if length and length.isdigit() else None,
-        body=raw or b"",
-        known=ruleset.sources.get(source),
-        secrets=ruleset.secrets,
+        method=request.method,
+        path=request.scope["path"],
+        raw_headers=request.scope["headers"],
+        query_string=request.scope.get("query_string", b""),
+        client=request.client.host if request.client else None,
+        chunks=_stream(request),
     )
+    answer = await serve_webhook(request.app.state, req)
+    count(request.app.state, source, answer.status, started)
+    headers = {k.decode(): v.decode() for k, v in answer.headers() if k != b"content-length"}
+    return Response(answer.body, status_code=answer.status, headers=headers)
+
+
+async def _stream(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except RequestEntityTooLarge:  # Litestar's own limit, set to ROUTER_MAX_BODY_BYTES too
+        limit = request.app.state.settings.max_body_bytes
+        raise IngestError(
+            413, "Request body too large", f"the body is over the limit of {limit} bytes (ROUTER_MAX_BODY_BYTES)"
+        ) from None
 
 
 def unread(exc: IngestError) -> Response[Any]:
@@ -106,26 +92,11 @@ def unread(exc: IngestError) -> Response[Any]:
 
 
 async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
-    """Read the body, refusing (413) as soon as it is known to be over the limit."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise IngestError(
-            413, "Request body too large", f"the body is {length} bytes; the limit is {limit} (ROUTER_MAX_BODY_BYTES)"
-        )
-    too_large = IngestError(
-        413, "Request body too large", f"the body is over the limit of {limit} bytes (ROUTER_MAX_BODY_BYTES)"
+    """Read the body (the inbox catcher), refusing (413) as soon as it is known to be over the limit."""
+    req = WebhookRequest(
+        "", request.method, request.scope["path"], request.scope["headers"], b"", None, _stream(request)
     )
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-    except RequestEntityTooLarge:  # Litestar's own limit, set to the same value
-        raise too_large from None
-    return b"".join(chunks)
+    return await read_limited(req, headers_of(request), limit)
 
 
 @route(
