@@ -206,13 +206,15 @@ def latency_paced(stack: Stack, plan: Plan, rep: Report) -> None:
     lat = [v * 1000 for v in stats["latencies"]]
     ingest = result.ingest_ms()
     late = result.late(10.0)
+    slow = sum(1 for v in ingest if v > 50)
     achieved = result.accepted / plan.paced_seconds
     rep.add(
         f"{plan.paced_rate:.0f} events/s open loop for {plan.paced_seconds:g} s",
-        f"{fmt(achieved)}/s accepted, {result.non_2xx} refused, {late} sent > 10 ms late; "
-        f"ingest p99 {fmt(percentile(ingest, 99), ' ms', 1)}",
-        "every event accepted on time",
-        result.non_2xx == 0 and late == 0 and result.accepted == int(plan.paced_rate * plan.paced_seconds),
+        f"{fmt(achieved)}/s accepted, {result.non_2xx} refused, {slow} answered after 50 ms; "
+        f"ingest p50 / p99 {fmt(percentile(ingest, 50), ' ms', 1)} / {fmt(percentile(ingest, 99), ' ms', 1)} "
+        f"(the sender itself was > 10 ms late for {late})",
+        "every event accepted on time (2xx within 50 ms)",
+        result.non_2xx == 0 and slow == 0 and result.accepted == int(plan.paced_rate * plan.paced_seconds),
     )
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
     rep.add(

@@ -31,6 +31,7 @@ from router.capture import EventWriter
 from router.errors import IngestError
 from router.jobs import RulesHolder
 from router.settings import Settings, get_settings
+from router.transactor import Transactor
 from router.ui.errors import on_forbidden, on_not_signed_in, on_page_error
 from router.worker import build_worker, close_state, create_redis, create_state, load_rules
 
@@ -65,11 +66,9 @@ def create_app(
         async def enqueue(ids: list[str]) -> None:
             await queue.events_stored(redis, ids)
 
-        # ingest's own connection, fsyncing each group commit (SQLite: synchronous=FULL)
-        writer_engine = (
-            db.create_engine(settings.database_url, durable=True) if db.is_sqlite(settings.database_url) else engine
-        )
-        writer = EventWriter(writer_engine, on_committed=enqueue)
+        # ingest's own writer, fsyncing each group commit (SQLite: synchronous=FULL, in a thread of its own)
+        ingest_writes = Transactor(engine, name="ingest", durable=True)
+        writer = EventWriter(ingest_writes, on_committed=enqueue)
         writer.start()
         from router.reload import watch_rules  # hot reload: swap the rule set when a rule file or UI rule changes
 
@@ -102,8 +101,7 @@ def create_app(
                 await asyncio.gather(worker.close(), return_exceptions=True)
                 await close_state(wstate)
             await redis.aclose(close_connection_pool=True)
-            if writer_engine is not engine:
-                await writer_engine.dispose()
+            await ingest_writes.close()
             await engine.dispose()
 
     def ui_handlers() -> list[Any]:

@@ -16,10 +16,12 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.faults import crash_point
 from router.models import Event
+from router.transactor import Transactor
 
 log = structlog.get_logger("router.capture")
 
@@ -30,15 +32,20 @@ MAX_BATCH = 256
 
 async def insert_events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[Stored]:
     """Insert rows in the current transaction; a repeated (source, dedupe_key) keeps the first event."""
+    return await conn.run_sync(store_rows, rows)
+
+
+def store_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Stored]:
+    """``insert_events`` on a synchronous connection (router/transactor.py runs whole transactions so)."""
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     keyed = [r for r in rows if r.get("dedupe_key")]
     plain = [r for r in rows if not r.get("dedupe_key")]
     if plain:
-        await conn.execute(insert(Event), plain)
+        conn.execute(insert(Event), plain)
     if not keyed:
         return [(r["id"], False) for r in rows]
     stmt = insert(Event).on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
-    await conn.execute(stmt, keyed)
+    conn.execute(stmt, keyed)
     by_source: dict[str, set[str]] = {}
     for r in keyed:
         by_source.setdefault(r["source"], set()).add(r["dedupe_key"])
@@ -46,7 +53,7 @@ async def insert_events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -
     # IN list makes it scan the table).
     found: list[Any] = []
     for source, keys in by_source.items():
-        result = await conn.execute(
+        result = conn.execute(
             select(Event.source, Event.dedupe_key, Event.id).where(Event.source == source, Event.dedupe_key.in_(keys))
         )
         found.extend(result.all())
@@ -64,8 +71,8 @@ async def insert_events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -
 class EventWriter:
     """Group-commits event rows from many concurrent requests on one connection."""
 
-    def __init__(self, engine: AsyncEngine, on_committed: OnCommitted | None = None) -> None:
-        self.engine = engine
+    def __init__(self, transactor: Transactor, on_committed: OnCommitted | None = None) -> None:
+        self.transactor = transactor
         self.on_committed = on_committed
         self.queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[Stored]]] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
@@ -89,7 +96,7 @@ class EventWriter:
     async def store(self, row: dict[str, Any]) -> Stored:
         """Return once the row is committed (or raise if the database refused it)."""
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        await self.queue.put((row, future))
+        self.queue.put_nowait((row, future))  # unbounded: the writer takes everything there is each time
         return await future
 
     async def _run(self) -> None:
@@ -98,8 +105,7 @@ class EventWriter:
             while len(batch) < MAX_BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:
-                async with self.engine.begin() as conn:
-                    results = await insert_events(conn, [row for row, _ in batch])
+                results = await self.transactor.run(store_rows, [row for row, _ in batch])
             except Exception as exc:
                 log.error("capture_failed", error=str(exc), batch=len(batch))
                 for _, fut in batch:

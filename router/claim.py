@@ -5,8 +5,8 @@ set in force, creates a run and its steps per matching rule, and gives each even
 (``routed`` with its match count, or ``unmatched``): one write per event. Two workers never route the
 same event: on PostgreSQL the read locks the rows and skips those another worker has locked
 (``FOR UPDATE SKIP LOCKED``); on SQLite the transaction holds the database's write lock from its start
-(``BEGIN IMMEDIATE``, router.db.write_transaction). A worker that dies mid-claim leaves nothing behind:
-the transaction never committed, and the events are still ``received``.
+(``BEGIN IMMEDIATE``: router/transactor.py, router.db.write_transaction). A worker that dies mid-claim
+leaves nothing behind: the transaction never committed, and the events are still ``received``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from router import logs
 from router.delivery import RunPlan, StepRow
@@ -74,21 +74,21 @@ class Claimed:
     unmatched: int = 0
 
 
-async def claim_batch(conn: AsyncConnection, ruleset: RuleSet, limit: int) -> Claimed:
+def claim_batch(conn: Connection, ruleset: RuleSet, limit: int) -> Claimed:
     """Claim and route up to ``limit`` received events (in the caller's write transaction)."""
-    rows = (await conn.execute(pick_statement(limit))).all()
-    return await route(conn, rows, ruleset, utcnow())
+    rows = conn.execute(pick_statement(limit)).all()
+    return route(conn, rows, ruleset, utcnow())
 
 
-async def claim_one(conn: AsyncConnection, ruleset: RuleSet, event_id: str) -> Claimed | None:
+def claim_one(conn: Connection, ruleset: RuleSet, event_id: str) -> Claimed | None:
     """Claim and route one event (in the caller's write transaction); None when it is not ``received``."""
-    rows = (await conn.execute(_PICK_ONE, {"b_id": event_id})).all()
+    rows = conn.execute(_PICK_ONE, {"b_id": event_id}).all()
     if not rows:
         return None
-    return await route(conn, rows, ruleset, utcnow())
+    return route(conn, rows, ruleset, utcnow())
 
 
-async def route(conn: AsyncConnection, rows: Any, ruleset: RuleSet, now: datetime) -> Claimed:
+def route(conn: Connection, rows: Any, ruleset: RuleSet, now: datetime) -> Claimed:
     """Match claimed events, create their runs and steps, and record each event's routing state."""
     claimed = Claimed(events=len(rows))
     if not rows:
@@ -148,7 +148,7 @@ async def route(conn: AsyncConnection, rows: Any, ruleset: RuleSet, now: datetim
         if logs.debugging():
             log.debug("event_routed", event_id=row.id, matched=len(matched))
     if runs:
-        await conn.execute(_INSERT_RUNS, runs)
-        await conn.execute(_INSERT_STEPS, steps)
-    await conn.execute(_SET_ROUTED, states)
+        conn.execute(_INSERT_RUNS, runs)
+        conn.execute(_INSERT_STEPS, steps)
+    conn.execute(_SET_ROUTED, states)
     return claimed

@@ -27,7 +27,6 @@ from sqlalchemy import select, update
 
 from router import queue
 from router.claim import Claimed, claim_batch
-from router.db import write_transaction
 from router.delivery import RunPlan
 from router.ledger import describe
 from router.models import Event, Run, utcnow
@@ -134,8 +133,9 @@ class Consumer:
 
     async def _claim(self, limit: int) -> Claimed:
         ruleset = self.state.rules.current
-        async with write_transaction(self.state.engine) as conn:
-            claimed = await claim_batch(conn, ruleset, limit)
+        transactor = self.state.writes
+        assert transactor is not None
+        claimed = await transactor.run(claim_batch, ruleset, limit)
         if claimed.events:
             self.claims += 1
             self.events += claimed.events

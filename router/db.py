@@ -12,7 +12,8 @@ from typing import Any
 import msgspec
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -41,16 +42,7 @@ def create_engine(url: str, *, durable: bool = False) -> AsyncEngine:
         engine = create_async_engine(
             url, connect_args={"timeout": 30}, json_serializer=_json, json_deserializer=msgspec.json.decode
         )
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
+        _sqlite_pragmas(engine.sync_engine, durable)
         return engine
     pool = pool_size()
     return create_async_engine(
@@ -78,6 +70,31 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
 
 
 _BEGIN_IMMEDIATE = text("BEGIN IMMEDIATE")
+
+
+def _sqlite_pragmas(engine: Engine, durable: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+
+def create_sync_engine(url: str, *, durable: bool = False) -> Engine:
+    """A synchronous engine on the same SQLite file (the driver underneath aiosqlite), same settings: for a
+    thread that runs whole transactions itself (router/transactor.py)."""
+    assert is_sqlite(url), url
+    engine = sa_create_engine(
+        "sqlite://" + url.split("://", 1)[1],
+        connect_args={"timeout": 30},
+        json_serializer=_json,
+        json_deserializer=msgspec.json.decode,
+    )
+    _sqlite_pragmas(engine, durable)
+    return engine
 
 
 def pool_size() -> int:

@@ -224,17 +224,19 @@ def new_event_row(
 ) -> dict[str, Any]:
     received_at = datetime.now(UTC)
     event_id = new_id()
-    ev = event_dict(
-        id=event_id,
-        source=req.source,
-        received_at=received_at,
-        method=req.method,
-        path=req.path,
-        headers=req.headers,
-        query=req.query,
-        body=body,
-        via=via,
-    )
+    if dedupe is None and source is not None and source.dedupe is not None:
+        ev = event_dict(
+            id=event_id,
+            source=req.source,
+            received_at=received_at,
+            method=req.method,
+            path=req.path,
+            headers=req.headers,
+            query=req.query,
+            body=body,
+            via=via,
+        )
+        dedupe = dedupe_key(source, ev)
     return {
         "id": event_id,
         "source": req.source,
@@ -246,7 +248,7 @@ def new_event_row(
         "content_type": req.content_type or None,
         "body": body,
         "raw_body": req.raw,
-        "dedupe_key": dedupe if dedupe is not None else (dedupe_key(source, ev) if source else None),
+        "dedupe_key": dedupe,
         "status": "received",
         "matched": 0,
         "chain_depth": chain_depth,

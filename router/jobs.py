@@ -24,6 +24,7 @@ from router.delivery import TERMINAL, Deliverer, RunPlan, StepRow
 from router.models import Event, Run, RunStep, utcnow
 from router.routing import event_from_row
 from router.ruleset import RuleSet
+from router.transactor import Transactor
 
 log = structlog.get_logger("router.jobs")
 
@@ -71,6 +72,7 @@ class WorkerState(Deliverer):
     sessions: async_sessionmaker[AsyncSession] | None = None
     rules: RulesHolder = field(default_factory=RulesHolder)
     consumer: Consumer | None = None  # claims and delivers received events (router/consumer.py)
+    writes: Transactor | None = None  # the consumer's claims and the ledger's commits (router/transactor.py)
 
     async def _enqueue(self, function: str, *args: Any, job_id: str, defer: float | None = None) -> None:
         if self.redis is not None:
@@ -100,7 +102,7 @@ async def process_event(ctx: dict[str, Any], event_id: str) -> int:
     state = _state(ctx)
     ruleset = state.rules.current
     async with write_transaction(state.engine) as conn:
-        claimed = await claim_one(conn, ruleset, event_id)
+        claimed = await conn.run_sync(claim_one, ruleset, event_id)
         if claimed is not None:
             plans = claimed.plans
         else:  # already routed: resume its open runs (their event is settled from all its runs after)

@@ -20,8 +20,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
+
+from router.transactor import Transactor
 
 log = structlog.get_logger("router.ledger")
 
@@ -33,6 +36,11 @@ MAX_UNITS = 512
 
 async def execute_ops(conn: AsyncConnection, ops: Sequence[Op]) -> None:
     """Run the ops in order, grouping consecutive runs of the same statement into one executemany."""
+    await conn.run_sync(run_ops, ops)
+
+
+def run_ops(conn: Connection, ops: Sequence[Op]) -> None:
+    """``execute_ops`` on a synchronous connection (router/transactor.py runs whole transactions so)."""
     index = 0
     while index < len(ops):
         stmt = ops[index][0]
@@ -40,7 +48,7 @@ async def execute_ops(conn: AsyncConnection, ops: Sequence[Op]) -> None:
         while end < len(ops) and ops[end][0] is stmt:
             end += 1
         params = [p for _, p in ops[index:end]]
-        await conn.execute(stmt, params if len(params) > 1 else params[0])
+        conn.execute(stmt, params if len(params) > 1 else params[0])
         index = end
 
 
@@ -61,8 +69,8 @@ def merge_units(units: Sequence[Sequence[Op]], order: Sequence[Executable] = ())
 class LedgerWriter:
     """One task committing units of statements for many callers; each caller returns after its commit."""
 
-    def __init__(self, engine: AsyncEngine, order: Sequence[Executable] = ()) -> None:
-        self.engine = engine
+    def __init__(self, transactor: Transactor, order: Sequence[Executable] = ()) -> None:
+        self.transactor = transactor
         self.order = tuple(order)
         self.queue: asyncio.Queue[tuple[list[Op], asyncio.Future[None]]] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
@@ -90,8 +98,7 @@ class LedgerWriter:
         if not unit:
             return
         if self.task is None or self.task.done():
-            async with self.engine.begin() as conn:  # not started (or stopped): commit it directly
-                await execute_ops(conn, unit)
+            await self.transactor.run(run_ops, unit)  # not started (or stopped): commit it directly
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.queue.put_nowait((unit, future))
@@ -110,8 +117,7 @@ class LedgerWriter:
 
     async def _commit(self, batch: list[tuple[list[Op], asyncio.Future[None]]]) -> None:
         try:
-            async with self.engine.begin() as conn:
-                await execute_ops(conn, merge_units([unit for unit, _ in batch], self.order))
+            await self.transactor.run(run_ops, merge_units([unit for unit, _ in batch], self.order))
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0][1], exc)
@@ -119,8 +125,7 @@ class LedgerWriter:
             log.warning("ledger_batch_failed", error=describe(exc), units=len(batch))
             for unit, future in batch:  # one at a time: only the unit at fault fails
                 try:
-                    async with self.engine.begin() as conn:
-                        await execute_ops(conn, unit)
+                    await self.transactor.run(run_ops, unit)
                 except Exception as one:
                     _settle(future, one)
                 else:

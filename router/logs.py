@@ -112,7 +112,8 @@ def _library_levels(level: int) -> dict[str, int | None]:
     return {
         "uvicorn": None,
         "uvicorn.error": None,
-        "uvicorn.access": None,
+        # a line per request: at DEBUG only (3,000 webhooks a second would be 3,000 lines, a third of the CPU)
+        "uvicorn.access": logging.INFO if debug else logging.WARNING,
         "arq": None,
         "arq.worker": logging.INFO if debug else max(level, logging.WARNING),  # a line per job otherwise
         "httpx": logging.INFO if debug else logging.WARNING,  # each outgoing call, URL redacted

@@ -28,6 +28,7 @@ _ACCEPTS: dict[str, str] = {
     "poll_delay": "a number of seconds from 0.001 to 1",
     "worker_max_jobs": "a whole number from 1 to 1000",
     "worker_concurrency": "a whole number from 1 to 2000",
+    "worker_nice": "a whole number from 0 (no change) to 19",
     "sweep_interval": "a number of seconds from 1 upwards",
     "log_level": "debug, info, warning or error",
     "egress_allow": "comma-separated CIDRs and host names",
@@ -76,6 +77,13 @@ class Settings(BaseSettings):
     poll_delay: float = Field(0.01, ge=0.001, le=1.0, description="How often an idle worker polls Redis.")
     worker_max_jobs: int = Field(
         50, ge=1, le=1000, description="arq jobs (retries, resumed runs, sweeps) one worker process runs at once."
+    )
+    worker_nice: int = Field(
+        5,
+        ge=0,
+        le=19,
+        description="How much `router worker` yields the CPU to other processes (Unix nice; 0: not at all). On a "
+        "machine shared with `router serve`, accepting webhooks goes first and delivery catches up after a burst.",
     )
     worker_concurrency: int = Field(
         100, ge=1, le=2000, description="Events one worker process delivers at once (new events, claimed in batches)."

@@ -20,6 +20,7 @@ from router.jobs import RulesHolder, WorkerState, execute_run, process_event, sw
 from router.ledger import LedgerWriter
 from router.polling.jobs import poll_source, poll_tick
 from router.settings import Settings
+from router.transactor import Transactor
 
 log = structlog.get_logger("router.worker")
 
@@ -103,6 +104,8 @@ async def close_state(state: WorkerState) -> None:
         await state.consumer.close()
     if state.ledger is not None:
         await state.ledger.stop()
+    if state.writes is not None:
+        await state.writes.close()
     await state.http.aclose()
     await state.engine.dispose()
 
@@ -134,7 +137,8 @@ def build_worker(
         if burst:  # no cron and no consumer in burst mode: sweep once (it queues what is stored), then drain
             await sweep(ctx)
             return
-        ws.ledger = LedgerWriter(ws.engine, LEDGER_ORDER).start()
+        ws.writes = Transactor(ws.engine, name="worker")
+        ws.ledger = LedgerWriter(ws.writes, LEDGER_ORDER).start()
         ws.consumer = worker.consumer = Consumer(ws, concurrency=settings.worker_concurrency).start()
         ctx["ops"] = await ops.start(settings, ws)  # heartbeat, metrics, alerts, prune
 
@@ -149,6 +153,9 @@ def build_worker(
         if ws is not None and ws.ledger is not None:
             await ws.ledger.stop()
             ws.ledger = None
+        if ws is not None and ws.writes is not None:
+            await ws.writes.close()
+            ws.writes = None
         if own_state and ws is not None:
             await close_state(ws)
 

@@ -21,6 +21,7 @@ from router.ingest import Incoming, new_event_row
 from router.ledger import LedgerWriter
 from router.models import Attempt, Event, Run, RunStep, new_id, utcnow
 from router.settings import load_settings
+from router.transactor import Transactor
 from router.worker import close_state, create_redis, create_state
 from tests.conftest import write_rules
 
@@ -59,7 +60,7 @@ async def test_claims_from_three_workers_never_overlap(tmp_path: Path, database_
             state = states[n]
             while True:
                 async with db.write_transaction(state.engine) as conn:
-                    got = await claim_batch(conn, state.rules.current, 40)
+                    got = await conn.run_sync(claim_batch, state.rules.current, 40)
                 claimed[n] += [p.event["id"] for p in got.plans]
                 if got.events == 0:
                     return
@@ -95,7 +96,8 @@ async def test_ledger_commits_units_together_and_fails_only_the_bad_one(tmp_path
                 for i, s in enumerate(steps)
             ],
         )
-    ledger = LedgerWriter(engine, LEDGER_ORDER).start()
+    writes = Transactor(engine, name="test")
+    ledger = LedgerWriter(writes, LEDGER_ORDER).start()
     insert_attempt = LEDGER_ORDER[0]
 
     def unit(step_id: str) -> list[Any]:
@@ -121,6 +123,7 @@ async def test_ledger_commits_units_together_and_fails_only_the_bad_one(tmp_path
         )
     finally:
         await ledger.stop()
+        await writes.close()
     async with engine.connect() as conn:
         stored = await conn.scalar(select(func.count()).select_from(Attempt))
     await engine.dispose()
@@ -145,7 +148,8 @@ async def test_the_doorbell_wakes_a_consumer_at_once_and_the_database_is_the_que
     monkeypatch.setattr(consumer_module, "POLL_SECONDS", 60.0)  # only the doorbell can wake it in time
     state = await create_state(settings)
     redis = state.redis = create_redis(redis_clean)
-    state.ledger = LedgerWriter(state.engine, LEDGER_ORDER).start()
+    state.writes = Transactor(state.engine, name="test")
+    state.ledger = LedgerWriter(state.writes, LEDGER_ORDER).start()
     consumer = state.consumer = Consumer(state, concurrency=10).start()
     try:
         await asyncio.sleep(0.3)  # the first look found nothing; now it waits for the doorbell
