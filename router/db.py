@@ -128,24 +128,29 @@ async def migrate(engine: AsyncEngine) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(726354)"))
             command.upgrade(_alembic_config(connection), "head")
+            connection.commit()
             return
         # SQLite: a migration that has to copy a table (batch mode) drops the old one; with foreign keys on,
-        # that drop would delete every run of every event. Off for the upgrade (before any transaction).
+        # that drop would delete every run of every event. The pragma only takes effect outside a
+        # transaction, so: off, migrate and commit, then on again before the connection goes back to the pool.
         connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
         try:
             command.upgrade(_alembic_config(connection), "head")
+            connection.commit()
         finally:
+            connection.rollback()
             connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
 
     path = engine.url.database if engine.dialect.name == "sqlite" else None
     if not path or path == ":memory:":
-        async with engine.begin() as conn:
+        async with engine.connect() as conn:
             await conn.run_sync(_upgrade)
         return
     with open(f"{path}.migrate.lock", "a+b") as lock:  # noqa: ASYNC230 - once at start-up
         await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
         try:
-            async with engine.begin() as conn:
+            async with engine.connect() as conn:
                 await conn.run_sync(_upgrade)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

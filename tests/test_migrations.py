@@ -206,3 +206,19 @@ def test_db_check_names_a_model_change_without_its_migration(tmp_path: Path) -> 
     assert result.returncode == 1
     assert "schema differs from the models" in result.stderr
     assert "detail" in result.stderr
+
+
+def test_foreign_keys_are_on_again_after_a_sqlite_migration(tmp_path: Path) -> None:
+    """Migrations turn SQLite's foreign keys off (a batch copy would cascade-delete); the connection they ran
+    on goes back to the pool, so it must come back with them on, or deleting an event keeps its runs."""
+
+    async def main() -> list[int]:
+        engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'fk.db'}")
+        try:
+            await db.migrate(engine)
+            async with engine.connect() as conn:
+                return [int((await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one())]
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(main()) == [1]
