@@ -439,8 +439,10 @@ def run_suite(args: argparse.Namespace, plan: Plan, database_url: str | None, la
             stack.stop_workers()
             stack.stop_web()
             stack.write_rules(10)
-            stack.start_web()
+            stack.sink_reset()
+            stack.start_web()  # sends one probe event
             stack.start_worker()
+            stack.wait_delivered(1, idle_timeout=10)  # the probe's delivery, before the soak counts
             soak(stack, plan, rep)
         if "rules" in args.parts:
             rule_sets(stack, plan, rep, prof)
