@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from router.errors import SettingsError
 from router.schema import json_schema_text
 from router.settings import load_settings
 from tests.conftest import write_rules
+from tests.helpers import github_signature
 
 GOOD = {
     "gh.yaml": """
@@ -96,8 +95,8 @@ def test_send_signs_with_the_source_scheme(
     answer = result.stdout[result.stdout.index("202 ") + 4 :]
     assert json.loads(answer) == {"event_id": "E1"}
     (request, _) = httpserver.log[0]
-    expected = hmac.new(b"cli-secret", b'{"ref": "refs/heads/main"}', hashlib.sha256).hexdigest()
-    assert request.headers["X-Hub-Signature-256"] == f"sha256={expected}"
+    expected = github_signature(b'{"ref": "refs/heads/main"}', "cli-secret")
+    assert request.headers["X-Hub-Signature-256"] == expected
     assert request.headers["X-GitHub-Event"] == "push"
     assert request.headers["Content-Type"] == "application/json"
     assert request.get_data() == b'{"ref": "refs/heads/main"}'

@@ -7,8 +7,6 @@ rule is run through ``router.dryrun.dry_run``, the code the worker and the dry-r
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
 import json
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from router.routing import build_context, event_dict, render_step
 from router.ruleset import RuleSet, load_ruleset
 from router.schema import json_schema_text
 from router.signatures import sign, verify
+from tests.helpers import github_signature
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "rules"
@@ -169,7 +168,7 @@ def test_samples_are_json() -> None:
 def test_readme_openssl_signature_verifies(ruleset: RuleSet) -> None:
     """The README's curl: HMAC-SHA256 of the file's bytes with dev-github-secret, as sha256=<hex>."""
     raw = (SAMPLES / "github-push.json").read_bytes()
-    signature = "sha256=" + hmac.new(b"dev-github-secret", raw, hashlib.sha256).hexdigest()
+    signature = github_signature(raw, "dev-github-secret")
     cfg = ruleset.sources["github"].verify
     assert cfg is not None
     verify(cfg, raw, {"x-hub-signature-256": signature}, {})

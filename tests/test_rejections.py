@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import inspect
 import json
 from datetime import UTC, datetime, timedelta
@@ -14,6 +12,7 @@ from structlog.testing import capture_logs
 
 from router.rejections import RejectionLog
 from tests.conftest import Router, RouterFactory, eventually, sign_in
+from tests.helpers import github_signature
 
 RULES = {
     "r.yaml": """
@@ -24,10 +23,6 @@ RULES = {
         rules: []
     """
 }
-
-
-def github_signature(body: bytes, secret: str = "s3cret-value") -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 async def rejections(r: Router, query: str = "") -> dict[str, Any]:
@@ -54,7 +49,9 @@ async def test_every_kind_of_refusal_is_recorded_with_its_reason(
     async with router_factory(RULES, database_url=database_url, max_body_bytes=1000) as r:
         body = json.dumps({"hello": "world"}).encode()
         sent = [
-            await r.client.post("/hooks/gh", content=body, headers={"x-hub-signature-256": github_signature(b"x")}),
+            await r.client.post(
+                "/hooks/gh", content=body, headers={"x-hub-signature-256": github_signature(b"x", "s3cret-value")}
+            ),
             await r.client.post("/hooks/gh", content=body),  # no signature
             await r.client.post("/hooks/nope", content=body),
             await r.client.post("/hooks/open", content=b"x" * 2000),
