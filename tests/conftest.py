@@ -111,38 +111,50 @@ def _postgres_admin_url() -> str:
     return os.environ.get("ROUTER_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 
 
-@pytest.fixture(scope="session")
-def postgres_db() -> Iterator[str | None]:
-    """A fresh PostgreSQL database for this test session, or None when no server answers."""
+def _postgres_user() -> str:
+    return os.environ.get("PGUSER", "postgres")
+
+
+def _postgres_admin(sql: str) -> None:
+    """Run ``sql`` on the admin database (it may be first needed from inside a running loop: a thread of its own)."""
     import asyncpg
 
-    admin = _postgres_admin_url()
-    name = f"router_test_{uuid.uuid4().hex[:8]}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(admin, user=os.environ.get("PGUSER", "postgres"), timeout=3)
+    async def run() -> None:
+        conn = await asyncpg.connect(_postgres_admin_url(), user=_postgres_user(), timeout=3)
         try:
             await conn.execute(sql)
         finally:
             await conn.close()
 
-    def sync(sql: str) -> None:  # may be first requested from inside a running loop
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, run(sql)).result()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
 
+
+def _create_postgres_database(name: str) -> str | None:
+    """Create database ``name``; its URL for the app, or None when no server answers (a failure in CI)."""
+    import asyncpg
+
+    admin = _postgres_admin_url()
     try:
-        sync(f'CREATE DATABASE "{name}"')
+        _postgres_admin(f'CREATE DATABASE "{name}"')
     except (OSError, asyncpg.PostgresError) as exc:
         if os.environ.get("ROUTER_TEST_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL required but unavailable at {admin}: {exc}")
-        yield None
-        return
+        return None
     base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    user = os.environ.get("PGUSER", "postgres")
     if "@" not in base:
-        base = base.replace("://", f"://{user}@", 1)
-    yield f"{base}/{name}"
-    sync(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        base = base.replace("://", f"://{_postgres_user()}@", 1)
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres_db() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this test session, or None when no server answers."""
+    name = f"router_test_{uuid.uuid4().hex[:8]}"
+    url = _create_postgres_database(name)
+    yield url
+    if url is not None:
+        _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -150,36 +162,14 @@ def fresh_postgres() -> Iterator[str]:
     """A PostgreSQL database of this test's own (a random name), dropped after it; skipped when none answers.
 
     For tests whose processes need a database nobody else touches (the session's is shared and emptied)."""
-    import asyncpg
-
-    admin = _postgres_admin_url()
     name = f"router_own_{uuid.uuid4().hex[:8]}"
-    user = os.environ.get("PGUSER", "postgres")
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(admin, user=user, timeout=3)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    def sync(sql: str) -> None:  # may be first requested from inside a running loop
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, run(sql)).result()
-
+    url = _create_postgres_database(name)
+    if url is None:
+        pytest.skip("PostgreSQL is not reachable (set ROUTER_TEST_POSTGRES_URL)")
     try:
-        sync(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as exc:
-        if os.environ.get("ROUTER_TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL required but unavailable at {admin}: {exc}")
-        pytest.skip(f"PostgreSQL is not reachable (set ROUTER_TEST_POSTGRES_URL): {exc}")
-    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    if "@" not in base:
-        base = base.replace("://", f"://{user}@", 1)
-    try:
-        yield f"{base}/{name}"
+        yield url
     finally:
-        sync(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -208,6 +198,18 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'router.db'}"
+
+
+@pytest.fixture
+def api_server() -> Iterator[Any]:
+    """A threaded pytest-httpserver on loopback for the API a polled source calls (the polling tests)."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
 
 
 def write_rules(folder: Path, files: dict[str, str]) -> Path:

@@ -33,15 +33,6 @@ def poll_states(database_url: str) -> list[object]:
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def api_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
 @pytest.fixture(autouse=True)
 def own_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """`router poll` sets up logging on the runner's stderr: undo it after, and start without handlers an
