@@ -372,8 +372,8 @@ def new_ids(n: int, source: str = "chaos") -> list[tuple[str, str]]:
 async def _ledger(database_url: str) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from router import db
-    from router.models import Attempt, Event, Run, RunStep
+    from router.records import db
+    from router.records.models import Attempt, Event, Run, RunStep
 
     engine = db.create_engine(database_url)
     try:

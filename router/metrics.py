@@ -39,7 +39,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from router.models import Event, Run
+from router.records.models import Event, Run
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: they double the output and no dashboard reads them
 
@@ -189,7 +189,7 @@ def _aware(value: Any) -> datetime:
 
 
 def breakers_from_overview(entries: Iterable[Mapping[str, Any]]) -> dict[str, bool]:
-    """``router.destinations.overview()`` (what workers published) as destination → open?"""
+    """``router.pipeline.destinations.overview()`` (what workers published) as destination → open?"""
     out: dict[str, bool] = {}
     for entry in entries:
         breaker = entry.get("breaker")

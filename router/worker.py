@@ -11,16 +11,17 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from router import db, ops
-from router.consumer import Consumer
-from router.delivery import LEDGER_ORDER
 from router.errors import RuleSetError
-from router.http import create_client
-from router.jobs import RulesHolder, WorkerState, execute_run, process_event, sweep
-from router.ledger import LedgerWriter
+from router.ops import chores as ops
+from router.pipeline.consumer import Consumer
+from router.pipeline.delivery import LEDGER_ORDER
+from router.pipeline.jobs import RulesHolder, WorkerState, execute_run, process_event, sweep
+from router.pipeline.ledger import LedgerWriter
+from router.pipeline.outbound import create_client
 from router.polling.jobs import poll_source, poll_tick
+from router.records import db
+from router.records.transactor import Transactor
 from router.settings import Settings
-from router.transactor import Transactor
 
 log = structlog.get_logger("router.worker")
 
@@ -31,7 +32,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 class RouterWorker(Worker):
     """arq's worker (retries, resumed runs, the reconciler's cron) with the batch consumer beside it.
 
-    New events do not go through arq: the consumer (router/consumer.py) claims them in batches. This
+    New events do not go through arq: the consumer (router/pipeline/consumer.py) claims them in batches. This
     class ties the consumer to arq's life cycle: SIGTERM stops both from taking work and waits for both
     (up to ROUTER_SHUTDOWN_GRACE), and what is still running after that is cancelled and handed back.
 
@@ -68,9 +69,9 @@ async def load_rules(
 ) -> RulesHolder:
     """Load the rule set into a holder; on errors the holder keeps what it had and lists them.
 
-    With ``sessions`` the set includes the UI rules and stored secrets of the database (router.uirules).
+    With ``sessions`` the set includes the UI rules and stored secrets of the database (router.rules.stored).
     """
-    from router.uirules import load_all
+    from router.rules.stored import load_all
 
     holder = holder or RulesHolder()
     try:
@@ -131,7 +132,7 @@ def build_worker(
         ws.redis = ctx["redis"]
         ws.destinations.redis = ctx["redis"]
         if own_state and not burst:  # a standalone worker watches the rules itself (`router dev` shares the web's)
-            from router.reload import watch_rules
+            from router.rules.reload import watch_rules
 
             ctx["rules_watcher"] = watch_rules(settings, ws.rules, ws.sessions)
         if burst:  # no cron and no consumer in burst mode: sweep once (it queues what is stored), then drain

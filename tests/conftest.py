@@ -180,14 +180,14 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str | None = request.getfixturevalue("postgres_db")
     if url is None:
         pytest.skip("PostgreSQL is not reachable (set ROUTER_TEST_POSTGRES_URL)")
-    from router import db
+    from router.records import db
 
     engine = db.create_engine(url)
     await db.migrate(engine)
     async with engine.begin() as conn:
         from sqlalchemy import text
 
-        from router.models import Base
+        from router.records.models import Base
 
         tables = ", ".join(table.name for table in Base.metadata.sorted_tables)  # every table the models define
         await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
@@ -324,8 +324,8 @@ async def create_admin_token(sessions: Any, username: str = "test-admin", role: 
     """A user (made once per database) and a fresh API token for it."""
     from sqlalchemy import select
 
-    from router.auth import create_token
-    from router.models import User, new_id
+    from router.access.auth import create_token
+    from router.records.models import User, new_id
 
     async with sessions() as session:
         user = await session.scalar(select(User).where(User.username == username))
@@ -340,7 +340,7 @@ async def create_admin_token(sessions: Any, username: str = "test-admin", role: 
 
 async def admin_token(database_url: str, username: str = "test-admin", role: str = "admin") -> str:
     """The same through an engine of the caller's loop: migrates the database first, then makes the token."""
-    from router import db
+    from router.records import db
 
     engine = db.create_engine(database_url)
     try:
@@ -359,9 +359,9 @@ async def sign_in(r: Router, username: str = "ui-admin", role: str = "admin", pa
 
     from sqlalchemy import select
 
-    from router import db
-    from router.auth import create_user
-    from router.models import User, UserSession
+    from router.access.auth import create_user
+    from router.records import db
+    from router.records.models import User, UserSession
 
     engine = db.create_engine(r.settings.database_url)
     try:

@@ -12,10 +12,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
 
-from router import db
-from router.jobs import RulesHolder
-from router.models import Event, RunStep
-from router.ruleset import load_ruleset
+from router.pipeline.jobs import RulesHolder
+from router.records import db
+from router.records.models import Event, RunStep
+from router.rules.ruleset import load_ruleset
 from router.worker import close_state, create_state
 from tests.conftest import Router, RouterFactory, eventually
 

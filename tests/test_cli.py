@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
 from sqlalchemy import inspect
 
-from router import db
-from router.cli import main
+from router.cli.commands import main
 from router.errors import SettingsError
-from router.schema import json_schema_text
+from router.records import db
+from router.rules.schema import json_schema_text
 from router.settings import load_settings
 from tests.conftest import write_rules
 from tests.helpers import github_signature
@@ -147,7 +147,7 @@ def test_db_upgrade_creates_the_schema_and_matches_the_models(tmp_path: Path, mo
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from router.models import Base
+    from router.records.models import Base
 
     async def diff() -> tuple[list[object], set[str]]:
         engine = db.create_engine(url)

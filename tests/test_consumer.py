@@ -11,17 +11,18 @@ import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, insert, select
 
-from router import consumer as consumer_module
-from router import db, queue
-from router.capture import insert_events
-from router.claim import claim_batch
-from router.consumer import Consumer
-from router.delivery import LEDGER_ORDER
-from router.ingest import Incoming, new_event_row
-from router.ledger import LedgerWriter
-from router.models import Attempt, Event, Run, RunStep, new_id, utcnow
+from router.pipeline import consumer as consumer_module
+from router.pipeline import queue
+from router.pipeline.claim import claim_batch
+from router.pipeline.consumer import Consumer
+from router.pipeline.delivery import LEDGER_ORDER
+from router.pipeline.ingest import Incoming, new_event_row
+from router.pipeline.ledger import LedgerWriter
+from router.pipeline.store import insert_events
+from router.records import db
+from router.records.models import Attempt, Event, Run, RunStep, new_id, utcnow
+from router.records.transactor import Transactor
 from router.settings import load_settings
-from router.transactor import Transactor
 from router.worker import close_state, create_redis, create_state
 from tests.conftest import write_rules
 

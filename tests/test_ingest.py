@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 from sqlalchemy import select, update
 
-from router import db
 from router.app import create_app
-from router.models import Event
+from router.records import db
+from router.records.models import Event
 from router.settings import load_settings
 from router.worker import build_worker
 from tests.conftest import RouterFactory, admin_token_for, free_port, live_server, write_rules

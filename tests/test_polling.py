@@ -1,7 +1,7 @@
 """Polling a paginated API on loopback (a real HTTP server) into events, on SQLite and PostgreSQL.
 
 Each test drives ``router.polling.runner.poll_once`` (what the workers' job runs) against the real
-database and the real outgoing client (``router.http.send``, through the egress guard).
+database and the real outgoing client (``router.pipeline.outbound.send``, through the egress guard).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 
-from router import db
-from router.http import create_client
-from router.models import Event, PollRun, PollState
+from router.pipeline.outbound import create_client
 from router.polling.runner import PollDeps, PollReport, poll_once
-from router.ruleset import RuleSet, load_ruleset
+from router.records import db
+from router.records.models import Event, PollRun, PollState
+from router.rules.ruleset import RuleSet, load_ruleset
 from router.settings import Settings, load_settings
 from tests.conftest import write_rules
 from tests.poll_api import PagedAPI, rules

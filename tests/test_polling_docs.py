@@ -19,11 +19,11 @@ from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
 from werkzeug.wrappers import Request, Response
 
-from router.capture import insert_events
-from router.cli import main
-from router.ingest import Incoming, accept
-from router.routing import build_context, event_from_row, match_rules, render_step
-from router.signatures import sign
+from router.cli.commands import main
+from router.pipeline.ingest import Incoming, accept
+from router.pipeline.match import build_context, event_from_row, match_rules, render_step
+from router.pipeline.signatures import sign
+from router.pipeline.store import insert_events
 from tests.conftest import REPO, write_rules
 from tests.poll_api import PagedAPI
 from tests.test_polling import Clock, make_poller
@@ -130,7 +130,7 @@ async def test_example_reconcile_recovers_only_the_webhooks_that_never_came(
         async with p.engine.connect() as conn:
             from sqlalchemy import select
 
-            from router.models import Event
+            from router.records.models import Event
 
             stored = (await conn.execute(select(Event).where(Event.via == "reconcile"))).all()
         for event in stored:

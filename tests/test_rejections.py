@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from router.rejections import RejectionLog
+from router.records.rejections import RejectionLog
 from tests.conftest import Router, RouterFactory, eventually, sign_in
 from tests.helpers import github_signature
 
@@ -117,8 +117,8 @@ async def test_a_flood_is_counted_not_stored_row_by_row_and_the_store_is_capped(
 async def test_the_writer_counts_everything_it_folds(tmp_path: Any) -> None:
     from sqlalchemy import func, select
 
-    from router import db
-    from router.models import Rejection
+    from router.records import db
+    from router.records.models import Rejection
 
     engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
     await db.migrate(engine)

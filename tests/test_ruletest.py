@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from router.cli import main
+from router.cli.commands import main
 from tests.conftest import write_rules
 from tests.helpers import github_signature
 

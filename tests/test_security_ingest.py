@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from router.app import create_app
-from router.ingest import json_depth_exceeds, parse_body
+from router.pipeline.ingest import json_depth_exceeds, parse_body
 from router.settings import load_settings
 from tests.conftest import RouterFactory, admin_token_for, live_server, write_rules
 
@@ -229,7 +229,7 @@ def test_a_million_keys_within_the_limit_answers_fast(live: Any) -> None:
 def test_invalid_utf8_in_json_is_reported_in_our_words(raw: bytes, offset: int) -> None:
     """The message is Event Router's, whatever the JSON decoder's release says about the same bytes."""
     from router.errors import IngestError
-    from router.ingest import parse_body
+    from router.pipeline.ingest import parse_body
 
     with pytest.raises(IngestError) as caught:
         parse_body(raw, "application/json")
@@ -239,7 +239,7 @@ def test_invalid_utf8_in_json_is_reported_in_our_words(raw: bytes, offset: int) 
 
 def test_valid_utf8_but_invalid_json_is_a_json_error() -> None:
     from router.errors import IngestError
-    from router.ingest import parse_body
+    from router.pipeline.ingest import parse_body
 
     with pytest.raises(IngestError) as caught:
         parse_body('{"café": }'.encode(), "application/json")

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy import func, select
 
-from router import db, ingest
-from router.models import Event, Run
-from router.signatures import VerifyConfig, sign
+from router.pipeline import ingest
+from router.pipeline.signatures import VerifyConfig, sign
+from router.records import db
+from router.records.models import Event, Run
 from tests.conftest import RouterFactory
 
 pytestmark = pytest.mark.security

@@ -11,9 +11,9 @@ import pytest
 from jinja2 import TemplateSyntaxError
 
 from router.errors import RuleSetError, TemplateRenderError
-from router.matcher import compile_expression, syntax_error_message
-from router.ruleset import load_ruleset
-from router.templating import MAX_OUTPUT_CHARS, compile_tree, render_tree
+from router.rules.filters import compile_expression, syntax_error_message
+from router.rules.ruleset import load_ruleset
+from router.rules.templating import MAX_OUTPUT_CHARS, compile_tree, render_tree
 from tests.conftest import write_rules
 
 pytestmark = pytest.mark.security

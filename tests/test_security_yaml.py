@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from router.errors import RuleSetError
-from router.ruleset import load_ruleset
-from router.yamlfile import MAX_FILE_BYTES
+from router.rules.ruleset import load_ruleset
+from router.rules.yamlfile import MAX_FILE_BYTES
 
 pytestmark = pytest.mark.security
 

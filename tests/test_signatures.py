@@ -1,4 +1,4 @@
-"""Tests for router.signatures: published vectors, the reference Standard Webhooks lib, and malformed input."""
+"""Tests for router.pipeline.signatures: published vectors, the reference Standard Webhooks lib, and malformed input."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from router.errors import SignatureError
-from router.signatures import SCHEMES, Scheme, VerifyConfig, sign, verify
+from router.pipeline.signatures import SCHEMES, Scheme, VerifyConfig, sign, verify
 from tests.helpers import hmac_hex
 
 NOW = 1_700_000_000

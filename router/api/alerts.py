@@ -1,4 +1,4 @@
-"""``GET /api/alerts``: the alerts of the rule files and what each last saw (router/alerts.py)."""
+"""``GET /api/alerts``: the alerts of the rule files and what each last saw (router/ops/alerts.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from litestar import get
 from litestar.datastructures import State
 
-from router import alerts
+from router.ops import alerts
 
 
 @get("/api/alerts", operation_id="ListAlerts", tags=["monitoring"], summary="Alerts and their states")

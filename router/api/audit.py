@@ -9,7 +9,7 @@ from litestar import get
 from litestar.datastructures import State
 from litestar.params import QueryParameter
 
-from router import audit
+from router.access import audit
 
 
 @get("/api/audit", operation_id="ListAudit", tags=["access"], summary="The audit log (admin)", opt={"role": "admin"})

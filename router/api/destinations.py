@@ -10,9 +10,9 @@ from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody
 from pydantic import BaseModel, ConfigDict, Field
 
-from router.access import principal_of
-from router.destinations import overview, resume
-from router.jobs import enqueuer
+from router.access.guard import principal_of
+from router.pipeline.destinations import overview, resume
+from router.pipeline.jobs import enqueuer
 
 
 class ResumeRequest(BaseModel):

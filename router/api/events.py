@@ -10,8 +10,9 @@ from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter, QueryParameter
 
-from router import eventlog, runwait
-from router.eventlog import RUN_STATES, STATUSES, EventFilter, event_detail, event_summary, load_event
+from router.pipeline import runwait
+from router.records import eventlog
+from router.records.eventlog import RUN_STATES, STATUSES, EventFilter, event_detail, event_summary, load_event
 
 
 @get("/api/events", operation_id="ListEvents", tags=["events"], summary="List events, newest first")
@@ -73,7 +74,7 @@ async def explain_event(
     event_id: Annotated[str, PathParameter(description="Event id.")],
     rule: Annotated[str, QueryParameter(description="Id of a loaded rule.")],
 ) -> dict[str, Any]:
-    from router.explain import explain_stored
+    from router.tryout.explain import explain_stored
 
     rs = state.rules.current
     compiled = rs.rules.get(rule)

@@ -2,7 +2,7 @@
 
 - ``/health/live``: 200 whenever the process answers; for liveness probes (restart when it fails).
 - ``/health/ready``: 200 when the database and Redis answer, a valid rule set is loaded and a worker
-  has beaten within ``ROUTER_HEARTBEAT_TIMEOUT`` seconds (router/heartbeat.py); 503 naming what fails.
+  has beaten within ``ROUTER_HEARTBEAT_TIMEOUT`` seconds (router/ops/heartbeat.py); 503 naming what fails.
 - ``/health``: the database, Redis and rules (as before: 200 or 503), plus what it knows of the workers
   and the storage (database size, oldest event kept), which never fail it. Polled and scheduled
   sources are reported under ``checks.polls``: one failing (3 polls in a row) or overdue makes
@@ -17,7 +17,8 @@ from typing import Any
 from litestar import Response, get
 from litestar.datastructures import State
 
-from router import db, heartbeat, storage
+from router.ops import heartbeat
+from router.records import db, storage
 
 
 async def _check(coro: Any) -> dict[str, Any]:
@@ -75,8 +76,8 @@ def _answer(checks: dict[str, dict[str, Any]], extra: dict[str, Any] | None = No
 
 
 async def _polls(state: State) -> dict[str, Any]:
-    from router.models import utcnow
     from router.polling.history import health_check
+    from router.records.models import utcnow
 
     try:
         return await asyncio.wait_for(health_check(state.engine, state.rules.current, utcnow()), timeout=2.0)

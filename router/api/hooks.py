@@ -17,10 +17,10 @@ from router.api.ingest_asgi import WebhookRequest, count, fast_ingest, serve_web
 from router.api.ingest_asgi import read_body as read_limited
 from router.api.problems import problem
 from router.errors import IngestError
-from router.inbox import is_page_view, request_dict
-from router.inbox import requests as inbox_requests
-from router.ingest import Incoming, find_source, fold_headers, fold_pairs, parse_body
-from router.models import InboxRequest, new_id, utcnow
+from router.pipeline.ingest import Incoming, find_source, fold_headers, fold_pairs, parse_body
+from router.records.inbox import is_page_view, request_dict
+from router.records.inbox import requests as inbox_requests
+from router.records.models import InboxRequest, new_id, utcnow
 
 
 def headers_of(request: Request[Any, Any, Any]) -> dict[str, str]:

@@ -7,7 +7,7 @@ object) costs about 65 µs of the ~90 µs a parse-only Litestar route takes, whi
 plain ASGI app takes ~25 µs; on the router's hottest path that is most of its CPU. The work itself is
 ``serve_webhook``, a plain function the Litestar handler calls too, so both answer exactly alike.
 
-The order of checks is the contract (router/ingest.py): unknown source 404, Content-Encoding 415 (both
+The order of checks is the contract (router/pipeline/ingest.py): unknown source 404, Content-Encoding 415 (both
 before reading), 413 while reading, 401 signature, 400 body, 503 when the database cannot store it;
 202 with the event's id once it is committed, 200 ``duplicate`` for a repeat of a dedupe key.
 """
@@ -25,7 +25,7 @@ import structlog
 
 from router import metrics
 from router.errors import IngestError
-from router.ingest import Incoming, accept, check_content_encoding, find_source, fold_headers, fold_pairs
+from router.pipeline.ingest import Incoming, accept, check_content_encoding, find_source, fold_headers, fold_pairs
 
 log = structlog.get_logger("router.api")
 
@@ -128,7 +128,7 @@ async def read_body(req: WebhookRequest, headers: dict[str, str], limit: int) ->
 def note_rejection(
     state: Any, req: WebhookRequest, headers: dict[str, str], exc: IngestError, raw: bytes | None = None
 ) -> None:
-    """Record a refused request (router.rejections: no await, bounded); only refusals come here."""
+    """Record a refused request (router.records.rejections: no await, bounded); only refusals come here."""
     length = headers.get("content-length")
     ruleset = state.rules.current
     state.rejections.note(

@@ -9,8 +9,8 @@ from litestar import get
 from litestar.datastructures import State
 from litestar.params import QueryParameter
 
-from router.eventlog import as_utc
-from router.rejections import RejectionFilter, as_dict, list_rejections
+from router.records.eventlog import as_utc
+from router.records.rejections import RejectionFilter, as_dict, list_rejections
 
 
 @get(

@@ -9,13 +9,13 @@ from litestar.datastructures import State
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import JSONBody
 
-from router.dryrun import dry_run
 from router.errors import RuleSetError
-from router.ingest import fold_headers
-from router.models import Event
-from router.routing import event_dict, event_from_row
-from router.ruleset import CompiledRule, RuleSet, compile_rule_spec
-from router.whatif import DEFAULT_LAST, MAX_LAST, what_if
+from router.pipeline.ingest import fold_headers
+from router.pipeline.match import event_dict, event_from_row
+from router.records.models import Event
+from router.rules.ruleset import CompiledRule, RuleSet, compile_rule_spec
+from router.tryout.dryrun import dry_run
+from router.tryout.whatif import DEFAULT_LAST, MAX_LAST, what_if
 
 
 @get("/api/rules", operation_id="ListRules", tags=["rules"], summary="Loaded rules and sources, with file:line")

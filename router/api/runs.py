@@ -1,4 +1,4 @@
-"""``/api/dead-letters``, replay and retry: thin handlers over ``router.replay`` (each change audited)."""
+"""``/api/dead-letters``, replay and retry: thin handlers over ``router.records.replay`` (each change audited)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from pydantic import BaseModel, ConfigDict, Field
 
-from router import runwait
-from router.access import principal_of
+from router.access.guard import principal_of
 from router.api.problems import problem
-from router.delivery import FAILED
-from router.jobs import enqueuer
-from router.replay import Filters, ReplayError, bulk_retry, dead_letters, preview, replay_event, retry_run
+from router.pipeline import runwait
+from router.pipeline.delivery import FAILED
+from router.pipeline.jobs import enqueuer
+from router.records.replay import Filters, ReplayError, bulk_retry, dead_letters, preview, replay_event, retry_run
 
 RunFailure = Literal["failed", "dead"]
 

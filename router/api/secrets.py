@@ -9,10 +9,10 @@ from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
 from pydantic import BaseModel, ConfigDict, Field
 
-from router import secretstore
-from router.access import principal_of
+from router.access import secretstore
+from router.access.guard import principal_of
+from router.access.secretstore import SecretStoreError
 from router.api.problems import problem
-from router.secretstore import SecretStoreError
 
 ADMIN = {"role": "admin"}
 

@@ -9,8 +9,8 @@ from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter, QueryParameter
 
-from router.models import utcnow
 from router.polling import history
+from router.records.models import utcnow
 
 
 @get(

@@ -12,10 +12,10 @@ from litestar import Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
 
-from router import uirules
-from router.access import principal_of
+from router.access.guard import principal_of
 from router.api.problems import problem
 from router.errors import RuleSetError
+from router.rules import stored as uirules
 
 RuleId = Annotated[str, PathParameter(description="The rule's id.")]
 

@@ -1,6 +1,6 @@
 """``/api/me``, ``/api/users`` and ``/api/tokens``: who is signed in, user accounts and API tokens.
 
-Thin handlers over ``router.accounts``; every change is audited in the same transaction.
+Thin handlers over ``router.access.accounts``; every change is audited in the same transaction.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
 from pydantic import BaseModel, ConfigDict, Field
 
-from router import accounts
-from router.access import principal_of
+from router.access import accounts
+from router.access.auth import AuthError, Role
+from router.access.guard import principal_of
 from router.api.problems import problem
-from router.auth import AuthError, Role
 
 ADMIN = {"role": "admin"}
 ANYONE = {"role": "viewer"}  # signed in with any role (their own tokens)

@@ -87,10 +87,10 @@ def poll_command(source: str, once: bool, dry_run: bool, fmt: str) -> None:
     Without --once it polls on the source's schedule until interrupted, as a worker would for this one
     source. Exit status 1 when the poll failed or the source is busy.
     """
-    from router import db
-    from router.cli import _prepare_database, _settings
-    from router.http import create_client
+    from router.cli.commands import _prepare_database, _settings
     from router.logs import configure
+    from router.pipeline.outbound import create_client
+    from router.records import db
     from router.worker import create_redis, load_rules
 
     if dry_run and not once:

@@ -9,7 +9,7 @@ from litestar.datastructures import State
 from litestar.params import QueryParameter
 from litestar.response import Template
 
-from router import audit
+from router.access import audit
 from router.ui.render import page
 
 PAGE = 50

@@ -1,7 +1,7 @@
 """The no-code rule builder: ``/rules/new``, ``/rules/{id}/edit`` and the htmx fragments behind them.
 
 Thin handlers: the form is read by ``builder_state``, previews come from ``builder_preview``, saving
-is ``uirules.save_rule`` (the real loader, with an audit entry) and the test send ``router.testsend``.
+is ``uirules.save_rule`` (the real loader, with an audit entry) and the test send ``router.tryout.sendtest``.
 Fragments that only read (previews, YAML) need the viewer role; saving and sending need an editor.
 """
 
@@ -16,11 +16,11 @@ from litestar.exceptions import NotFoundException
 from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
-from router import uirules
-from router.access import principal_of
+from router.access.guard import principal_of
 from router.actions import ACTIONS
 from router.errors import RuleSetError
-from router.testsend import send_test
+from router.rules import stored as uirules
+from router.tryout.sendtest import send_test
 from router.ui.builder_form import OP_LABELS, TYPE_LABELS, apply_row_action, text
 from router.ui.builder_preview import (
     condition_result,
@@ -146,7 +146,7 @@ async def edit_rule(
 
 
 def _spec_of_yaml(text_: str) -> dict[str, Any]:
-    from router.yamlfile import parse_yaml
+    from router.rules.yamlfile import parse_yaml
 
     data, _locator, _errors = parse_yaml(text_.encode("utf-8"), "ui")
     return data if isinstance(data, dict) else {}

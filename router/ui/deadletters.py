@@ -1,6 +1,6 @@
 """``/dead-letters``: failed and dead runs, and retrying many at once after a preview and a confirmation.
 
-Bulk retry is the two-step flow of ``router.replay``: the preview counts the runs and the steps that
+Bulk retry is the two-step flow of ``router.records.replay``: the preview counts the runs and the steps that
 would be sent and gives a token for exactly that selection; the confirmation retries only if the
 selection still has the same runs. The selection is the ticked runs, or with none ticked every run
 the filter selects. The filter's time is fixed when the page is drawn, so preview and confirmation
@@ -18,13 +18,13 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, QueryParameter
 from litestar.response import Template
 
-from router.access import principal_of
-from router.delivery import FAILED
-from router.eventlog import as_utc
-from router.jobs import enqueuer
-from router.models import utcnow
-from router.replay import Filters, ReplayError, bulk_retry, dead_letters, preview
-from router.ruleset import RuleSet
+from router.access.guard import principal_of
+from router.pipeline.delivery import FAILED
+from router.pipeline.jobs import enqueuer
+from router.records.eventlog import as_utc
+from router.records.models import utcnow
+from router.records.replay import Filters, ReplayError, bulk_retry, dead_letters, preview
+from router.rules.ruleset import RuleSet
 from router.ui import flash
 from router.ui.render import page
 

@@ -2,7 +2,7 @@
 
 The list polls ``/events/rows`` (htmx, every 2 s) for events newer than the newest shown and for the
 rows still in progress; an older page (a cursor) does not poll. An event's page polls its runs while
-any is not final. Replay and retry are htmx POSTs (editor, CSRF) through ``router.replay``, audited,
+any is not final. Replay and retry are htmx POSTs (editor, CSRF) through ``router.records.replay``, audited,
 answering with a notice and the refreshed runs; without JavaScript the same forms post and the page
 comes back with the notice.
 """
@@ -22,16 +22,17 @@ from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Template
 from sqlalchemy import select
 
-from router import eventlog, runwait
-from router.access import principal_of
-from router.delivery import FAILED, TERMINAL
-from router.eventlog import FINAL, RUN_STATES, STATUSES, EventFilter
-from router.explain import explain_stored
-from router.jobs import enqueuer
-from router.models import Event, Run, utcnow
-from router.replay import ReplayError, replay_event, retry_run
-from router.ruleset import CompiledSource, RuleSet
-from router.summary import Summary, summarize
+from router.access.guard import principal_of
+from router.pipeline import runwait
+from router.pipeline.delivery import FAILED, TERMINAL
+from router.pipeline.jobs import enqueuer
+from router.records import eventlog
+from router.records.eventlog import FINAL, RUN_STATES, STATUSES, EventFilter
+from router.records.models import Event, Run, utcnow
+from router.records.replay import ReplayError, replay_event, retry_run
+from router.records.summary import Summary, summarize
+from router.rules.ruleset import CompiledSource, RuleSet
+from router.tryout.explain import explain_stored
 from router.ui import flash
 from router.ui.render import page
 
@@ -47,7 +48,7 @@ def _htmx(request: Request[Any, Any, Any]) -> bool:
 
 
 def summary(row: Any, source: CompiledSource | None) -> Summary:
-    """A line about an event for the list: its type and a few key fields (router.summary)."""
+    """A line about an event for the list: its type and a few key fields (router.records.summary)."""
     return summarize(row.body, row.headers, source)
 
 
@@ -340,7 +341,7 @@ async def retry_button(
 async def retry_now_button(
     request: Request[Any, Any, Any], state: State, run_id: Annotated[str, PathParameter()]
 ) -> Any:
-    """Try a retrying or held run now (router.runwait.retry_now): the same run, its attempts counting on."""
+    """Try a retrying or held run now (router.pipeline.runwait.retry_now): the same run, its attempts counting on."""
     try:
         result = await runwait.retry_now(state.engine, enqueuer(state.redis), run_id, actor=principal_of(request).actor)
     except runwait.RunWaitError as exc:

@@ -1,7 +1,7 @@
 """``/inboxes``: the built-in inbox as pages: every inbox, and one inbox's requests as they arrive (live).
 
 Viewing is separate from catching: ``/inbox/{name}`` records what is sent to it, and a browser that opens
-that URL is sent here instead of being recorded (``router.inbox.is_page_view``).
+that URL is sent here instead of being recorded (``router.records.inbox.is_page_view``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Template
 
-from router import inbox
+from router.records import inbox
 from router.ui.render import page
 
 PAGE = 50

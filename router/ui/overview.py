@@ -1,7 +1,7 @@
 """``/``: the overview. Sources and their webhook URLs, activity charts, and failing destinations.
 
-Charts are server-rendered SVG (router/charts.py) over figures counted in the database
-(router/stats.py). A paused destination can be resumed from here (editor, CSRF, audited).
+Charts are server-rendered SVG (router/ui/charts.py) over figures counted in the database
+(router/records/stats.py). A paused destination can be resumed from here (editor, CSRF, audited).
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Response, Template
 
-from router import alerts, destinations, rejections, stats, storage
-from router.access import principal_of
-from router.charts import bar_chart, line_chart, stacked_bar_chart
-from router.jobs import enqueuer
-from router.models import utcnow
-from router.ruleset import RuleSet
+from router.access.guard import principal_of
+from router.ops import alerts
+from router.pipeline import destinations
+from router.pipeline.jobs import enqueuer
+from router.records import rejections, stats, storage
+from router.records.models import utcnow
+from router.rules.ruleset import RuleSet
+from router.ui.charts import bar_chart, line_chart, stacked_bar_chart
 from router.ui.render import page
 from router.ui.sources import how_it_comes, poll_health
 
@@ -37,7 +39,7 @@ def _range(name: str) -> tuple[str, str]:
 
 
 async def failing(state: State, since: datetime) -> list[dict[str, Any]]:
-    """Paused destinations and tripped breakers (router.destinations) with the ones whose attempts failed."""
+    """Paused destinations and tripped breakers (router.pipeline.destinations) with the ones whose attempts failed."""
     merged: dict[str, dict[str, Any]] = {}
     for d in await destinations.overview(state.engine, state.redis):
         breaker = d.get("breaker") or {}

@@ -1,6 +1,6 @@
 """``/rejections``: webhooks that were refused (wrong signature, unknown source, too large, bad body), newest first.
 
-Read-only; per source and overall, filtered by status. The rows come from ``router.rejections``.
+Read-only; per source and overall, filtered by status. The rows come from ``router.records.rejections``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from litestar.datastructures import State
 from litestar.params import QueryParameter
 from litestar.response import Template
 
-from router.rejections import RejectionFilter, list_rejections
-from router.ruleset import RuleSet
+from router.records.rejections import RejectionFilter, list_rejections
+from router.rules.ruleset import RuleSet
 from router.ui.render import page
 
 PAGE = 50

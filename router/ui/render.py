@@ -16,7 +16,7 @@ from litestar.template.config import TemplateConfig
 from markupsafe import Markup
 
 import router
-from router.auth import Principal
+from router.access.auth import Principal
 
 NAV = (
     ("overview", "/", "Overview"),

@@ -18,15 +18,15 @@ from litestar.exceptions import NotFoundException
 from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
-from router import uirules
-from router.access import principal_of
+from router.access.guard import principal_of
 from router.errors import RuleSetError
-from router.schema import SLUG
+from router.rules import stored as uirules
+from router.rules.schema import SLUG
+from router.rules.yamlfile import parse_yaml
 from router.ui.builder import render_builder, yaml_attachment
 from router.ui.builder_form import text
 from router.ui.builder_state import state_from_spec
 from router.ui.render import page
-from router.yamlfile import parse_yaml
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 _SLUG = re.compile(SLUG)

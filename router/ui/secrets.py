@@ -15,9 +15,9 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Template
 
-from router import secretstore
-from router.access import principal_of
-from router.secretstore import SecretStoreError
+from router.access import secretstore
+from router.access.guard import principal_of
+from router.access.secretstore import SecretStoreError
 from router.ui.flash import redirect, take
 from router.ui.render import page
 

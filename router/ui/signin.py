@@ -17,9 +17,9 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Template
 
-from router import audit
-from router.access import SESSION_COOKIE, resolve
-from router.auth import authenticate_password, end_session, start_session
+from router.access import audit
+from router.access.auth import authenticate_password, end_session, start_session
+from router.access.guard import SESSION_COOKIE, resolve
 from router.ui.render import page
 
 LOGIN_CSRF_COOKIE = "router_login_csrf"

@@ -13,10 +13,10 @@ from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Template
 
-from router import stats
-from router.models import utcnow
 from router.polling import history
 from router.polling.compile import CompiledPoll
+from router.records import stats
+from router.records.models import utcnow
 from router.ui.render import page
 
 HEALTH_BADGE = {"ok": "ok", "failing": "bad", "overdue": "warn", "new": "unmatched"}

@@ -15,9 +15,9 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Template
 
-from router import accounts
-from router.access import principal_of
-from router.auth import ROLES, AuthError, Principal
+from router.access import accounts
+from router.access.auth import ROLES, AuthError, Principal
+from router.access.guard import principal_of
 from router.ui.flash import redirect, take
 from router.ui.render import page
 

@@ -1,0 +1,465 @@
+"""Evaluating alerts: what each kind watches, when it fires and resolves, and how the notification goes out.
+
+Each round (router/ops/chores.py, one worker per ``ROUTER_ALERT_INTERVAL``) every alert of the rule set observes
+its subjects and each subject's row in ``alert_states`` moves:
+
+    ok ──(condition)──> pending ──(held for `for`)──> firing ──(condition gone)──> ok
+
+A move to ``firing`` or back to ``ok`` from ``firing`` is a conditional UPDATE; the worker whose UPDATE
+changed the row stores, in the same transaction, an event in the internal source ``_alerts`` (deduplicated
+on alert, subject, firing time and status). The alert's ``notify`` rule (router/rules/alerts.py) delivers it
+with the actions' retries. So an alert notifies once when it fires, stays quiet while it fires, and
+notifies once when it resolves, however many workers evaluate.
+
+``now`` is a parameter throughout, so tests run the clock forward without waiting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from router import metrics
+from router.pipeline import destinations, queue
+from router.pipeline.ingest import Incoming, new_event_row
+from router.pipeline.store import insert_events
+from router.records.eventlog import id_floor
+from router.records.models import AlertState, Attempt, Event, Run
+from router.records.stats import _destination
+from router.rules.alerts import SOURCE, CompiledAlert
+from router.rules.ruleset import RuleSet
+
+log = structlog.get_logger("router.alerts")
+
+SCAN = 20_000  # attempts read per destination_failing round, newest first
+
+
+@dataclass
+class Observation:
+    """What a round saw of one subject: ``bad`` True (the condition holds), False (healthy) or None (no news)."""
+
+    subject: str
+    bad: bool | None
+    summary: str
+    detail: str = ""
+    value: float | None = None
+    since: datetime | None = None  # when the condition began, when known
+    at_once: bool = False  # fire now, whatever `for` says (an open breaker)
+
+
+@dataclass
+class Context:
+    engine: AsyncEngine
+    redis: Any
+    ruleset: RuleSet
+    rule_errors: Sequence[str]
+    now: datetime
+    lookback: float
+    rows: dict[str, AlertState]
+
+
+def _span(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m" + (f" {seconds % 60}s" if seconds % 60 and seconds < 600 else "")
+    return f"{seconds // 3600}h" + (f" {seconds % 3600 // 60}m" if seconds % 3600 // 60 else "")
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# -- what each kind watches ------------------------------------------------------------------------------
+
+
+async def _destination_failing(ctx: Context, alert: CompiledAlert) -> list[Observation]:
+    """Per destination: failing since its first failure after its last success (attempts of the last
+    ``lookback`` seconds); an open breaker (as workers published it) fires at once."""
+    out: dict[str, Observation] = {}
+    since = ctx.now - timedelta(seconds=ctx.lookback)
+    async with ctx.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    Attempt.started_at,
+                    Attempt.outcome,
+                    Attempt.error,
+                    Attempt.request["url"].as_string(),
+                    Attempt.request["smtp"].as_string(),
+                )
+                .where(Attempt.started_at >= since, Attempt.started_at <= ctx.now)
+                .order_by(Attempt.id.desc())
+                .limit(SCAN)
+            )
+        ).all()
+    history: dict[str, list[Any]] = {}
+    for started, outcome, error, url, smtp in reversed(rows):  # oldest first
+        key = _destination(url, smtp)
+        if key is not None:
+            history.setdefault(key, []).append((started, outcome, error))
+    for key, attempts in history.items():
+        failed_since: datetime | None = None
+        failures = 0
+        last_error = ""
+        for started, outcome, error in attempts:
+            if outcome == "succeeded":
+                failed_since, failures = None, 0
+            else:
+                failed_since = failed_since or started
+                failures += 1
+                last_error = error or ""
+        if failed_since is None:
+            out[key] = Observation(key, False, f"destination {key} is delivering again")
+        else:
+            out[key] = Observation(
+                key,
+                True,
+                f"destination {key} has failed since {_when(failed_since)} "
+                f"({failures} failed attempt(s), no success since)",
+                detail=f"last error: {last_error}",
+                value=failures,
+                since=failed_since,
+            )
+    try:
+        published = await destinations.overview(ctx.engine, ctx.redis)
+    except Exception as exc:
+        log.warning("alert_breakers_unavailable", error=f"{type(exc).__name__}: {exc}")
+        published = []
+    for key, is_open in metrics.breakers_from_overview(published).items():
+        if is_open:
+            out[key] = Observation(
+                key, True, f"destination {key} is failing: its circuit breaker is open", at_once=True
+            )
+    wanted = alert.destinations
+    return [o for o in out.values() if wanted is None or o.subject in wanted]
+
+
+async def _dead_letters(ctx: Context, alert: CompiledAlert) -> list[Observation]:
+    since = ctx.now - timedelta(seconds=alert.within_seconds)
+    async with ctx.engine.connect() as conn:
+        died = await conn.scalar(
+            select(func.count()).where(
+                Run.status.in_(("dead", "failed")), Run.finished_at >= since, Run.finished_at <= ctx.now
+            )
+        )
+        total = await conn.scalar(select(func.count()).where(Run.status.in_(("dead", "failed"))))
+    died, window = int(died or 0), _span(alert.within_seconds)
+    if died >= alert.at_least:
+        summary = f"{died} run(s) failed for good in the last {window} ({total} dead letter(s) in all)"
+        return [Observation("", True, summary, "see GET /api/dead-letters or the Dead letters page", died)]
+    return [Observation("", False, f"no more than {died} run(s) failed for good in the last {window}", value=died)]
+
+
+async def _backlog(ctx: Context, alert: CompiledAlert) -> list[Observation]:
+    figures = await metrics.queue_figures(ctx.engine, ctx.now)
+    waited = figures.oldest_seconds
+    if waited >= alert.older_than_seconds:
+        summary = (
+            f"work has waited {_span(waited)} (over {_span(alert.older_than_seconds)}); {figures.depth} item(s) waiting"
+        )
+        return [Observation("", True, summary, "are the workers running? see GET /health/ready", waited)]
+    return [Observation("", False, f"the backlog is back under {_span(alert.older_than_seconds)}", value=waited)]
+
+
+async def _source_silent(ctx: Context, alert: CompiledAlert) -> list[Observation]:
+    sources = ctx.ruleset.sources
+    watched = alert.sources if alert.sources is not None else tuple(k for k, s in sources.items() if s.expect_every)
+    out = []
+    async with ctx.engine.connect() as conn:
+        for source_id in watched:
+            source = sources.get(source_id)
+            if source is None or not source.expect_every:
+                continue
+            window = source.expect_every
+            start, end = id_floor(ctx.now - timedelta(seconds=window)), id_floor(ctx.now + timedelta(milliseconds=1))
+            count = int(
+                await conn.scalar(
+                    select(func.count()).where(Event.source == source_id, Event.id >= start, Event.id < end)
+                )
+                or 0
+            )
+            row = ctx.rows.get(source_id)
+            watching = (ctx.now - row.created_at).total_seconds() if row is not None else 0.0
+            expected = f"expects at least {source.expect_at_least} every {_span(window)}"
+            if count >= source.expect_at_least:
+                out.append(Observation(source_id, False, f"source {source_id} is receiving events again", value=count))
+            elif watching >= window:  # a source watched for less than one window has not had its chance yet
+                summary = f"source {source_id} got {count} event(s) in the last {_span(window)} ({expected})"
+                out.append(Observation(source_id, True, summary, f"POST /hooks/{source_id}", count))
+            else:
+                out.append(Observation(source_id, None, ""))
+    return out
+
+
+async def _rule_errors(ctx: Context, alert: CompiledAlert) -> list[Observation]:
+    if ctx.rule_errors:
+        summary = f"the rules have {len(ctx.rule_errors)} error(s); the last rules that loaded stay in force"
+        return [Observation("", True, summary, "\n".join(ctx.rule_errors), len(ctx.rule_errors))]
+    return [Observation("", False, "the rules load without errors again", value=0)]
+
+
+KINDS: dict[str, Callable[[Context, CompiledAlert], Any]] = {
+    "destination_failing": _destination_failing,
+    "dead_letters": _dead_letters,
+    "backlog": _backlog,
+    "source_silent": _source_silent,
+    "rule_errors": _rule_errors,
+}
+
+
+# -- the state machine ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transition:
+    alert: str
+    subject: str
+    status: str  # firing | resolved
+    event_id: str | None
+
+
+async def evaluate(
+    engine: AsyncEngine,
+    redis: Any,
+    ruleset: RuleSet,
+    rule_errors: Sequence[str] = (),
+    *,
+    now: datetime | None = None,
+    lookback: float = 600.0,
+) -> list[Transition]:
+    """One round over every alert of ``ruleset``; returns the notifications it sent (fired or resolved)."""
+    now = now or datetime.now(UTC)
+    alerts: Mapping[str, CompiledAlert] = ruleset.alerts
+    async with engine.begin() as conn:  # states of alerts no longer configured go
+        await conn.execute(delete(AlertState).where(AlertState.alert_id.not_in(list(alerts) or [""])))
+    done: list[Transition] = []
+    for alert in alerts.values():
+        async with engine.connect() as conn:
+            rows = {
+                r.subject: r for r in (await conn.execute(select(AlertState).where(AlertState.alert_id == alert.id)))
+            }
+        ctx = Context(engine, redis, ruleset, rule_errors, now, lookback, rows)  # type: ignore[arg-type]
+        try:
+            observations: list[Observation] = await KINDS[alert.kind](ctx, alert)
+        except Exception as exc:
+            log.error("alert_evaluation_failed", alert=alert.id, error=f"{type(exc).__name__}: {exc}")
+            continue
+        seen = {obs.subject for obs in observations}
+        # a subject not observed this round: no news for a destination (no attempts lately), gone for the rest
+        missing = None if alert.kind == "destination_failing" else False
+        observations += [Observation(subject, missing, "no longer watched") for subject in rows if subject not in seen]
+        for obs in observations:
+            step = await _step(engine, alert, rows.get(obs.subject), obs, now)
+            if step is not None:
+                done.append(step)
+    fresh = [t.event_id for t in done if t.event_id]
+    if fresh:
+        try:
+            await queue.events_stored(redis, fresh)
+        except Exception as exc:  # Redis away: the workers' sweep routes stored events later
+            log.warning("alert_enqueue_failed", error=str(exc), events=len(fresh))
+    return done
+
+
+async def _step(
+    engine: AsyncEngine, alert: CompiledAlert, row: Any, obs: Observation, now: datetime
+) -> Transition | None:
+    status = row.status if row is not None else None
+    async with engine.begin() as conn:
+        if row is None:
+            await conn.execute(
+                insert(AlertState).values(
+                    alert_id=alert.id, subject=obs.subject, kind=alert.kind, status="ok", created_at=now, updated_at=now
+                )
+            )
+            status = "ok"
+        if obs.bad is None:  # no news: a pending condition may still have lasted long enough
+            if status == "pending" and row.since is not None and _held(alert, row.since, now):
+                return await _fire(conn, alert, obs, row.since, now, summary=row.summary, detail=row.detail)
+            return None
+        if obs.bad:
+            since = obs.since or (row.since if row is not None and status in ("pending", "firing") else None) or now
+            if status == "firing":
+                await _note(conn, alert, obs, now)
+                return None
+            if obs.at_once or _held(alert, since, now):
+                return await _fire(conn, alert, obs, since, now)
+            await conn.execute(
+                _where(alert, obs.subject).values(
+                    status="pending",
+                    since=since,
+                    updated_at=now,
+                    summary=obs.summary,
+                    detail=obs.detail,
+                    value=obs.value,
+                )
+            )
+            return None
+        if status == "firing":
+            return await _resolve(conn, alert, obs, now)
+        if status == "pending":
+            await conn.execute(_where(alert, obs.subject).values(status="ok", since=None, updated_at=now))
+        return None
+
+
+def _held(alert: CompiledAlert, since: datetime, now: datetime) -> bool:
+    return (now - since).total_seconds() >= alert.for_seconds
+
+
+def _where(alert: CompiledAlert, subject: str) -> Any:
+    return update(AlertState).where(AlertState.alert_id == alert.id, AlertState.subject == subject)
+
+
+async def _note(conn: AsyncConnection, alert: CompiledAlert, obs: Observation, now: datetime) -> None:
+    await conn.execute(_where(alert, obs.subject).values(updated_at=now, value=obs.value, summary=obs.summary))
+
+
+async def _fire(
+    conn: AsyncConnection,
+    alert: CompiledAlert,
+    obs: Observation,
+    since: datetime,
+    now: datetime,
+    *,
+    summary: str | None = None,
+    detail: str | None = None,
+) -> Transition | None:
+    summary, detail = summary or obs.summary, detail if detail is not None else obs.detail
+    moved = await conn.execute(
+        _where(alert, obs.subject)
+        .where(AlertState.status != "firing")
+        .values(
+            status="firing",
+            since=since,
+            fired_at=now,
+            resolved_at=None,
+            updated_at=now,
+            summary=summary,
+            detail=detail,
+            value=obs.value,
+        )
+    )
+    if moved.rowcount != 1:  # another worker fired it
+        return None
+    body = _body(alert, obs.subject, "firing", summary, detail, obs.value, since, now, None)
+    event_id = await _store(conn, alert, obs.subject, body, f"{now.isoformat()}|firing")
+    log.warning("alert_fired", alert=alert.id, subject=obs.subject, summary=summary)
+    return Transition(alert.id, obs.subject, "firing", event_id)
+
+
+async def _resolve(conn: AsyncConnection, alert: CompiledAlert, obs: Observation, now: datetime) -> Transition | None:
+    row = (
+        await conn.execute(select(AlertState).where(AlertState.alert_id == alert.id, AlertState.subject == obs.subject))
+    ).one()
+    moved = await conn.execute(
+        _where(alert, obs.subject)
+        .where(AlertState.status == "firing")
+        .values(status="ok", since=None, resolved_at=now, updated_at=now, value=obs.value)
+    )
+    if moved.rowcount != 1:
+        return None
+    fired_at = row.fired_at or now
+    body = _body(alert, obs.subject, "resolved", obs.summary, obs.detail, obs.value, row.since, fired_at, now)
+    event_id = await _store(conn, alert, obs.subject, body, f"{fired_at.isoformat()}|resolved")
+    log.info("alert_resolved", alert=alert.id, subject=obs.subject, summary=obs.summary)
+    return Transition(alert.id, obs.subject, "resolved", event_id)
+
+
+def _body(
+    alert: CompiledAlert,
+    subject: str,
+    status: str,
+    summary: str,
+    detail: str | None,
+    value: float | None,
+    since: datetime | None,
+    fired_at: datetime,
+    resolved_at: datetime | None,
+) -> dict[str, Any]:
+    return {
+        "alert": alert.id,
+        "kind": alert.kind,
+        "status": status,
+        "subject": subject,
+        "summary": f"[{status.upper()}] {alert.id}: {summary}",
+        "detail": detail or "",
+        "description": alert.description,
+        "value": value,
+        "since": since.isoformat() if since else None,
+        "fired_at": fired_at.isoformat(),
+        "resolved_at": resolved_at.isoformat() if resolved_at else None,
+        "location": alert.location,
+    }
+
+
+async def _store(conn: AsyncConnection, alert: CompiledAlert, subject: str, body: dict[str, Any], key: str) -> str:
+    raw = json.dumps(body).encode()
+    req = Incoming(SOURCE, "ALERT", f"/alerts/{alert.id}", {"content-type": "application/json"}, {}, raw)
+    row = new_event_row(None, req, body, dedupe=f"{alert.id}|{subject}|{key}")
+    ((event_id, duplicate),) = await insert_events(conn, [row])
+    return "" if duplicate else event_id
+
+
+# -- what the UI and the API show -------------------------------------------------------------------------
+
+
+async def overview(engine: AsyncEngine, ruleset: RuleSet) -> list[dict[str, Any]]:
+    """Every configured alert with its subjects' states, firing ones first."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(AlertState).order_by(AlertState.alert_id, AlertState.subject))).all()
+    states: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        states.setdefault(r.alert_id, []).append(
+            {
+                "subject": r.subject,
+                "status": r.status,
+                "since": _iso(r.since),
+                "fired_at": _iso(r.fired_at),
+                "resolved_at": _iso(r.resolved_at),
+                "summary": r.summary,
+                "detail": r.detail,
+                "value": r.value,
+            }
+        )
+    out = []
+    for alert in ruleset.alerts.values():
+        mine = states.get(alert.id, [])
+        out.append(
+            {
+                "id": alert.id,
+                "kind": alert.kind,
+                "description": alert.description,
+                "location": alert.location,
+                "status": "firing"
+                if any(s["status"] == "firing" for s in mine)
+                else ("pending" if any(s["status"] == "pending" for s in mine) else "ok"),
+                "states": mine,
+                "resolved_at": max((s["resolved_at"] for s in mine if s["resolved_at"]), default=None),
+            }
+        )
+    order = {"firing": 0, "pending": 1, "ok": 2}
+    return sorted(out, key=lambda a: (order[a["status"]], a["id"]))
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+async def chore(settings: Any, state: Any) -> list[Transition]:
+    """The workers' round (router/ops/chores.py)."""
+    ruleset = state.rules.current
+    if not ruleset.alerts:
+        return []
+    lookback = max(600.0, 3 * settings.alert_interval)
+    return await evaluate(state.engine, state.redis, ruleset, list(state.rules.errors), lookback=lookback)
