@@ -26,8 +26,8 @@ from router.api import rules as rules_api
 from router.api import secrets as secrets_api
 from router.api import uirules as uirules_api
 from router.api.apidocs import VendoredRedoc
-from router.api.problems import on_http_error, on_ingest_error, on_unexpected
-from router.errors import IngestError
+from router.api.problems import on_client_error, on_http_error, on_unexpected
+from router.errors import ClientError
 from router.pipeline import queue
 from router.pipeline.jobs import RulesHolder
 from router.pipeline.store import EventWriter
@@ -162,7 +162,7 @@ def create_app(
         template_config=ui.template_config(),
         lifespan=[lifespan, rejections.lifespan],  # the second starts after the first set up the engine
         exception_handlers={
-            IngestError: on_ingest_error,
+            ClientError: on_client_error,
             NotAuthorizedException: on_not_signed_in,
             PermissionDeniedException: on_forbidden,
             HTTPException: on_page_error(on_http_error),

@@ -11,8 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.access import secretstore
-from router.access.secretstore import SecretStoreError
-from router.errors import SettingsError
+from router.errors import SecretStoreError, SettingsError
 from router.records import db
 from router.settings import load_settings
 from tests.conftest import eventually

@@ -16,26 +16,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.access import audit
-from router.access.auth import AuthError, Principal, check_role, create_token, create_user, hash_password, revoke_token
+from router.access.auth import Principal, check_role, create_token, create_user, hash_password, revoke_token
 from router.access.auth import check_password as _check_password
+from router.errors import ConflictError, NotFoundError
 from router.records.models import ApiToken, User, UserSession
-
-
-class NotFoundError(AuthError):
-    """No such user or token (HTTP 404)."""
-
-
-class ConflictError(AuthError):
-    """The change clashes with the current state: a taken name, the last admin (HTTP 409)."""
-
-
-def status_of(exc: AuthError) -> int:
-    """The HTTP status for a user-caused error of this module."""
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, ConflictError):
-        return 409
-    return 400
 
 
 def generate_password() -> str:

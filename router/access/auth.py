@@ -20,6 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from router.errors import AuthError
 from router.records.models import ApiToken, User, UserSession, new_id, utcnow
 
 Role = Literal["viewer", "editor", "admin"]
@@ -31,10 +32,6 @@ MIN_PASSWORD = 8
 _hasher = PasswordHasher()
 # verifying against this when the user does not exist keeps the time of a failed sign-in the same
 _DUMMY_HASH = _hasher.hash("not a real password")
-
-
-class AuthError(ValueError):
-    """A user-caused problem with a user, password or token (the message says which and how to fix it)."""
 
 
 @dataclass(frozen=True)

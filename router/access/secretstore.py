@@ -18,16 +18,13 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.access import audit
+from router.errors import NoSuchSecret, SecretStoreError
 from router.records.models import StoredSecret, utcnow
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 ENV_PREFIX = "ROUTER_SECRET_"
 # ROUTER_SECRET_KEY is the key that encrypts the stored secrets, not a secret for rules.
 NOT_RULE_SECRETS = frozenset({"KEY"})
-
-
-class SecretStoreError(ValueError):
-    """A user-caused problem with a stored secret or the key (the message names the fix)."""
 
 
 def keyring(secret_key: str | None) -> MultiFernet:
@@ -159,7 +156,7 @@ async def save(session: AsyncSession, secret_key: str | None, name: str, value: 
 async def remove(session: AsyncSession, name: str, actor: str) -> None:
     """Delete a stored secret with its audit entry; SecretStoreError when there is none by that name."""
     if not await delete_secret(session, name):
-        raise SecretStoreError(f"name: no stored secret {name!r}")
+        raise NoSuchSecret(f"name: no stored secret {name!r}")
     audit.record(session, actor, "secret_delete", name)
 
 

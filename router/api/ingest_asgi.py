@@ -24,6 +24,7 @@ import msgspec
 import structlog
 
 from router import metrics
+from router.api.problems import problem_body
 from router.errors import IngestError
 from router.pipeline.ingest import Incoming, accept, check_content_encoding, find_source, fold_headers, fold_pairs
 
@@ -73,10 +74,7 @@ class Answer:
 
 
 def problem_answer(exc: IngestError, close: bool = False) -> Answer:
-    body: dict[str, Any] = {"type": "about:blank", "title": exc.title, "status": exc.status}
-    if exc.detail:
-        body["detail"] = exc.detail
-    return Answer(exc.status, _encode(body), PROBLEM, close)
+    return Answer(exc.status, _encode(problem_body(exc.status, exc.title, exc.detail)), PROBLEM, close)
 
 
 async def serve_webhook(state: Any, req: WebhookRequest) -> Answer:

@@ -11,11 +11,10 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from pydantic import BaseModel, ConfigDict, Field
 
 from router.access.guard import principal_of
-from router.api.problems import problem
 from router.pipeline import runwait
 from router.pipeline.delivery import FAILED
 from router.pipeline.jobs import enqueuer
-from router.records.replay import Filters, ReplayError, bulk_retry, dead_letters, preview, replay_event, retry_run
+from router.records.replay import Filters, bulk_retry, dead_letters, preview, replay_event, retry_run
 
 RunFailure = Literal["failed", "dead"]
 
@@ -80,17 +79,14 @@ async def replay(
     event_id: Annotated[str, PathParameter(description="Event id.")],
     data: JSONBody[ReplayRequest | None] = None,
 ) -> Response[Any]:
-    try:
-        body = await replay_event(
-            state.engine,
-            enqueuer(state.redis),
-            state.rules.current,
-            event_id,
-            resend=bool(data and data.resend),
-            actor=principal_of(request).actor,
-        )
-    except ReplayError as exc:
-        return problem(exc.status, "Cannot replay", str(exc))
+    body = await replay_event(
+        state.engine,
+        enqueuer(state.redis),
+        state.rules.current,
+        event_id,
+        resend=bool(data and data.resend),
+        actor=principal_of(request).actor,
+    )
     return Response(body, status_code=202)
 
 
@@ -108,18 +104,15 @@ async def retry(
     data: JSONBody[RetryRequest | None] = None,
 ) -> Response[Any]:
     req = data or RetryRequest()
-    try:
-        body = await retry_run(
-            state.engine,
-            enqueuer(state.redis),
-            state.rules.current,
-            run_id,
-            start=req.from_ == "start",
-            resend=req.resend,
-            actor=principal_of(request).actor,
-        )
-    except ReplayError as exc:
-        return problem(exc.status, "Cannot retry", str(exc))
+    body = await retry_run(
+        state.engine,
+        enqueuer(state.redis),
+        state.rules.current,
+        run_id,
+        start=req.from_ == "start",
+        resend=req.resend,
+        actor=principal_of(request).actor,
+    )
     return Response(body, status_code=202)
 
 
@@ -133,10 +126,7 @@ async def retry(
 async def retry_now(
     request: Request[Any, Any, Any], state: State, run_id: Annotated[str, PathParameter(description="Run id.")]
 ) -> Response[Any]:
-    try:
-        body = await runwait.retry_now(state.engine, enqueuer(state.redis), run_id, actor=principal_of(request).actor)
-    except runwait.RunWaitError as exc:
-        return problem(exc.status, "Cannot retry now", str(exc))
+    body = await runwait.retry_now(state.engine, enqueuer(state.redis), run_id, actor=principal_of(request).actor)
     return Response(body, status_code=202)
 
 
@@ -153,17 +143,14 @@ async def retry_bulk(request: Request[Any, Any, Any], state: State, data: JSONBo
     if data.confirm is None:
         found = await preview(state.engine, f, start=start, ruleset=state.rules.current)
         return Response(found | {"done": False})
-    try:
-        body = await bulk_retry(
-            state.engine,
-            enqueuer(state.redis),
-            state.rules.current,
-            f,
-            data.confirm,
-            start=start,
-            resend=data.resend,
-            actor=principal_of(request).actor,
-        )
-    except ReplayError as exc:
-        return problem(exc.status, "Not confirmed", str(exc))
+    body = await bulk_retry(
+        state.engine,
+        enqueuer(state.redis),
+        state.rules.current,
+        f,
+        data.confirm,
+        start=start,
+        resend=data.resend,
+        actor=principal_of(request).actor,
+    )
     return Response(body | {"done": True}, status_code=202)

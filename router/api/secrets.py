@@ -11,8 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from router.access import secretstore
 from router.access.guard import principal_of
-from router.access.secretstore import SecretStoreError
-from router.api.problems import problem
+from router.records.db import unit_of_work
 
 ADMIN = {"role": "admin"}
 
@@ -50,16 +49,10 @@ async def set_secret(
     data: JSONBody[SecretValue],
 ) -> Response[Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
-            created = await secretstore.save(session, state.settings.secret_key, name, data.value, principal.actor)
-        except SecretStoreError as exc:
-            return problem(400, "Invalid request", str(exc))
-        await session.commit()
+    async with unit_of_work(state.sessions) as session:
+        created = await secretstore.save(session, state.settings.secret_key, name, data.value, principal.actor)
         row = next(r for r in await secretstore.list_secrets(session) if r.name == name)
-        return Response(
-            {"secret": secretstore.secret_dict(row), "created": created}, status_code=201 if created else 200
-        )
+    return Response({"secret": secretstore.secret_dict(row), "created": created}, status_code=201 if created else 200)
 
 
 @delete(
@@ -74,10 +67,6 @@ async def delete_secret(
     request: Request[Any, Any, Any], state: State, name: Annotated[str, PathParameter(description="Secret name.")]
 ) -> Response[Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
-            await secretstore.remove(session, name, principal.actor)
-        except SecretStoreError as exc:
-            return problem(404, "Not Found", str(exc))
-        await session.commit()
+    async with unit_of_work(state.sessions) as session:
+        await secretstore.remove(session, name, principal.actor)
     return Response({"deleted": name})

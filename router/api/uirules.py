@@ -10,28 +10,24 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, post, put
 from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, PathParameter
 
 from router.access.guard import principal_of
-from router.api.problems import problem
-from router.errors import RuleSetError
+from router.errors import ClientError
+from router.records.db import unit_of_work
+from router.records.models import UiRule
 from router.rules import stored as uirules
 
 RuleId = Annotated[str, PathParameter(description="The rule's id.")]
 
 
-def _invalid(exc: RuleSetError) -> Response[dict[str, Any]]:
-    count = len(exc.errors)
-    return problem(
-        422,
-        "Invalid rule",
-        f"{count} problem{'s' if count > 1 else ''}: " + "; ".join(str(e) for e in exc.errors),
-        errors=[e.as_dict() for e in exc.errors],
-    )
-
-
-def _missing(rule_id: str) -> Response[dict[str, Any]]:
-    return problem(404, "Not Found", f"no UI rule {rule_id!r}")
+async def _found(session: Any, rule_id: str) -> UiRule:
+    """The stored rule, or 404."""
+    row = await uirules.get_rule(session, rule_id)
+    if row is None:
+        raise NotFoundException(f"no UI rule {rule_id!r}")
+    return row
 
 
 @get(
@@ -49,9 +45,7 @@ async def list_ui_rules(state: State) -> dict[str, Any]:
 @get("/api/ui-rules/{rule_id:str}", operation_id="GetUiRule", tags=["rules"], summary="One UI rule, with its YAML")
 async def get_ui_rule(state: State, rule_id: RuleId) -> Response[dict[str, Any]]:
     async with state.sessions() as session:
-        row = await uirules.get_rule(session, rule_id)
-    if row is None:
-        return _missing(rule_id)
+        row = await _found(session, rule_id)
     return Response(uirules.row_dict(row, state.rules.current, with_yaml=True))
 
 
@@ -68,30 +62,21 @@ async def put_ui_rule(
     if "yaml" in data:
         text = data["yaml"]
         if not isinstance(text, str) or len(data) != 1:
-            return problem(422, "Invalid rule", 'send {"yaml": "<the rule\'s YAML>"} alone, or the rule as JSON')
+            detail = 'send {"yaml": "<the rule\'s YAML>"} alone, or the rule as JSON'
+            raise ClientError(detail, status=422, title="Invalid rule")
     else:
         text = uirules.dump_rule({"id": rule_id, **data})
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
-            row, created = await uirules.save_rule(session, state.rules.current, rule_id, text, principal.actor)
-        except RuleSetError as exc:
-            return _invalid(exc)
-        await session.commit()
+    async with unit_of_work(state.sessions) as session:
+        row, created = await uirules.save_rule(session, state.rules.current, rule_id, text, principal.actor)
     await state.rules_watcher.reload()
     return Response(uirules.row_dict(row, state.rules.current, with_yaml=True), status_code=201 if created else 200)
 
 
 async def _switch(request: Request[Any, Any, Any], state: State, rule_id: str, enabled: bool) -> Response[Any]:
-    async with state.sessions() as session:
-        row = await uirules.get_rule(session, rule_id)
-        if row is None:
-            return _missing(rule_id)
-        try:
-            await uirules.switch_rule(session, state.rules.current, row, enabled, principal_of(request).actor)
-        except RuleSetError as exc:
-            return _invalid(exc)
-        await session.commit()
+    async with unit_of_work(state.sessions) as session:
+        row = await _found(session, rule_id)
+        await uirules.switch_rule(session, state.rules.current, row, enabled, principal_of(request).actor)
     await state.rules_watcher.reload()
     return Response(uirules.row_dict(row, state.rules.current))
 
@@ -126,12 +111,8 @@ async def disable_ui_rule(request: Request[Any, Any, Any], state: State, rule_id
     summary="Delete a UI rule",
 )
 async def delete_ui_rule(request: Request[Any, Any, Any], state: State, rule_id: RuleId) -> Response[Any]:
-    async with state.sessions() as session:
-        row = await uirules.get_rule(session, rule_id)
-        if row is None:
-            return _missing(rule_id)
-        await uirules.delete_rule(session, row, principal_of(request).actor)
-        await session.commit()
+    async with unit_of_work(state.sessions) as session:
+        await uirules.delete_rule(session, await _found(session, rule_id), principal_of(request).actor)
     await state.rules_watcher.reload()
     return Response({"id": rule_id, "deleted": True})
 

@@ -13,9 +13,10 @@ from litestar.params import JSONBody, PathParameter
 from pydantic import BaseModel, ConfigDict, Field
 
 from router.access import accounts
-from router.access.auth import AuthError, Role
+from router.access.auth import Role
 from router.access.guard import principal_of
-from router.api.problems import problem
+from router.errors import ClientError
+from router.records.db import unit_of_work
 
 ADMIN = {"role": "admin"}
 ANYONE = {"role": "viewer"}  # signed in with any role (their own tokens)
@@ -43,12 +44,6 @@ class TokenCreate(BaseModel):
     username: str | None = Field(None, description="Admins only: create the token for this user.")
 
 
-def _refused(exc: AuthError) -> Response[Any]:
-    status = accounts.status_of(exc)
-    title = {404: "Not Found", 409: "Conflict"}.get(status, "Invalid request")
-    return problem(status, title, str(exc))
-
-
 @get("/api/me", operation_id="WhoAmI", tags=["access"], summary="The signed-in user and their role")
 async def me(request: Request[Any, Any, Any]) -> dict[str, Any]:
     principal = principal_of(request)
@@ -72,13 +67,9 @@ async def list_users(state: State) -> dict[str, Any]:
 async def create_user(request: Request[Any, Any, Any], state: State, data: JSONBody[UserCreate]) -> Response[Any]:
     principal = principal_of(request)
     password = data.password or accounts.generate_password()
-    async with state.sessions() as session:
-        try:
-            user = await accounts.add_user(session, principal.actor, data.username, password, data.role)
-        except AuthError as exc:
-            return _refused(exc)
-        await session.commit()
-        body: dict[str, Any] = {"user": accounts.user_dict(user)}
+    async with unit_of_work(state.sessions) as session:
+        user = await accounts.add_user(session, principal.actor, data.username, password, data.role)
+    body: dict[str, Any] = {"user": accounts.user_dict(user)}
     if data.password is None:
         body["password"] = password  # generated: shown this once
     return Response(body, status_code=201)
@@ -99,13 +90,9 @@ async def update_user(
 ) -> Response[Any]:
     principal = principal_of(request)
     change = accounts.UserChange(role=data.role, disabled=data.disabled, password=data.password)
-    async with state.sessions() as session:
-        try:
-            user = await accounts.change_user(session, principal.actor, username, change)
-        except AuthError as exc:
-            return _refused(exc)
-        await session.commit()
-        return Response({"user": accounts.user_dict(user)})
+    async with unit_of_work(state.sessions) as session:
+        user = await accounts.change_user(session, principal.actor, username, change)
+    return Response({"user": accounts.user_dict(user)})
 
 
 @get(
@@ -133,16 +120,13 @@ async def list_tokens(request: Request[Any, Any, Any], state: State) -> dict[str
 async def create_token(request: Request[Any, Any, Any], state: State, data: JSONBody[TokenCreate]) -> Response[Any]:
     principal = principal_of(request)
     if data.username not in (None, principal.username) and not principal.can("admin"):
-        return problem(403, "Forbidden", "username: only an admin creates tokens for other users; leave it out")
-    async with state.sessions() as session:
-        try:
-            owner = await accounts.get_user(session, data.username or principal.username)
-            row, token = await accounts.add_token(session, principal.actor, owner, data.name)
-        except AuthError as exc:
-            return _refused(exc)
-        await session.commit()
-        body = accounts.token_dict(row, owner.username) | {"token": token}
-    return Response(body, status_code=201)
+        raise ClientError(
+            "username: only an admin creates tokens for other users; leave it out", status=403, title="Forbidden"
+        )
+    async with unit_of_work(state.sessions) as session:
+        owner = await accounts.get_user(session, data.username or principal.username)
+        row, token = await accounts.add_token(session, principal.actor, owner, data.name)
+    return Response(accounts.token_dict(row, owner.username) | {"token": token}, status_code=201)
 
 
 @delete(
@@ -159,10 +143,6 @@ async def revoke_token(
     token_id: Annotated[str, PathParameter(description="Token id (from GET /api/tokens).")],
 ) -> Response[Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
-            row, owner = await accounts.remove_token(session, principal, token_id)
-        except AuthError as exc:
-            return _refused(exc)
-        await session.commit()
-        return Response({"token": accounts.token_dict(row, owner)})
+    async with unit_of_work(state.sessions) as session:
+        row, owner = await accounts.remove_token(session, principal, token_id)
+    return Response({"token": accounts.token_dict(row, owner)})

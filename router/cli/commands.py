@@ -408,7 +408,8 @@ def test_command(directory: Path | None, fmt: str, verbose: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def what_if_command(rule_file: Path, last: int, source: str | None, rule_id: str | None, fmt: str) -> None:
     """Evaluate a rule of RULE_FILE against the last stored events; send nothing."""
-    from router.tryout.whatif import WhatIfError, summary_text, what_if_file
+    from router.errors import WhatIfError
+    from router.tryout.whatif import summary_text, what_if_file
 
     settings = _settings()
 
@@ -448,8 +449,9 @@ def _add_delivery_commands() -> None:
 
 def _dev_first_start(settings: Settings) -> Settings:
     """`router dev`: an admin user when there is none, and a secret key in data/secret.key when none is set."""
-    from router.access.secretstore import SecretStoreError, keyring
+    from router.access.secretstore import keyring
     from router.cli.users import DEV_KEY_FILE, bootstrap_admin, dev_secret_key
+    from router.errors import SecretStoreError
 
     password = bootstrap_admin(settings)
     if password is not None:

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from router.access.auth import ROLES, AuthError
-from router.access.secretstore import SecretStoreError
+from router.access.auth import ROLES
+from router.errors import AuthError, SecretStoreError
 from router.settings import Settings
 
 T = TypeVar("T")

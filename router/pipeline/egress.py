@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from router.errors import EgressBlocked
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -80,10 +82,6 @@ _BLOCKED: tuple[tuple[IPNetwork, str], ...] = (
 _NAT64 = _V6("64:ff9b::/96")
 _SIX_TO_FOUR = _V6("2002::/16")
 _ODD_V4 = frozenset("0123456789abcdefxABCDEFX.")
-
-
-class EgressBlocked(Exception):
-    """A connection the egress policy refuses; ``str()`` is the message for the step's error."""
 
 
 def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:

@@ -28,8 +28,8 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from router import __version__, logs
-from router.errors import PermanentError, TransientError
-from router.pipeline.egress import EgressBlocked, EgressPolicy, Guard, GuardedConnector, Resolver
+from router.errors import EgressBlocked, PermanentError, TransientError
+from router.pipeline.egress import EgressPolicy, Guard, GuardedConnector, Resolver
 from router.pipeline.results import StepResult
 from router.settings import Settings
 

@@ -24,6 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from router.access import audit
+from router.errors import RunWaitError
 from router.records.models import Run, RunStep, utcnow
 
 Enqueue = Callable[..., Awaitable[None]]
@@ -31,14 +32,6 @@ WAITING = ("retrying", "held")
 # Worst first: what the event list shows for an event with several runs.
 WORST = ("dead", "failed", "held", "retrying")
 SUPERSEDED = "superseded"
-
-
-class RunWaitError(Exception):
-    """The run cannot be hurried as asked; ``status`` is the HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 async def superseded(conn: AsyncConnection, run_id: str, job_id: str | None, stale_after: float) -> bool:

@@ -113,6 +113,14 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+@asynccontextmanager
+async def unit_of_work(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for one change: committed when the block ends, rolled back (and closed) when it raises."""
+    async with sessions() as session:
+        yield session
+        await session.commit()
+
+
 def _alembic_config(connection: Connection) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))

@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from router.access import audit
+from router.errors import NotConfirmed, ReplayError, RetryError
 from router.pipeline import runwait
 from router.pipeline.delivery import FAILED, TERMINAL
 from router.pipeline.match import build_context, event_from_row, match_rules
@@ -32,14 +33,6 @@ from router.rules.ruleset import CompiledRule, RuleSet
 
 Enqueue = Callable[..., Awaitable[None]]
 SIDE_EFFECTS = ("slack", "email", "http", "emit")
-
-
-class ReplayError(Exception):
-    """The request cannot be done as asked (unknown id, wrong state); ``status`` is the HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -76,7 +69,7 @@ class Filters:
         return out
 
 
-async def _event(conn: AsyncConnection, event_id: str) -> dict[str, Any]:
+async def _event(conn: AsyncConnection, event_id: str, error: type[ReplayError] = ReplayError) -> dict[str, Any]:
     row = (
         await conn.execute(
             select(
@@ -92,7 +85,7 @@ async def _event(conn: AsyncConnection, event_id: str) -> dict[str, Any]:
         )
     ).first()
     if row is None:
-        raise ReplayError(404, f"no event {event_id!r}")
+        raise error(404, f"no event {event_id!r}")
     return event_from_row(row)
 
 
@@ -228,16 +221,16 @@ async def retry_run(
             )
         ).first()
         if run is None:
-            raise ReplayError(404, f"no run {run_id!r}")
+            raise RetryError(404, f"no run {run_id!r}")
         if run.status not in FAILED:
-            raise ReplayError(409, f"run {run_id} is {run.status}; only failed or dead runs are retried")
+            raise RetryError(409, f"run {run_id} is {run.status}; only failed or dead runs are retried")
         rule = ruleset.rules.get(run.rule_id)
         (planned,) = await retryplan.plan(conn, [run], ruleset, start=start)
         if planned["cannot"]:
-            raise ReplayError(409, f"run {run_id}: {planned['cannot']}")
+            raise RetryError(409, f"run {run_id}: {planned['cannot']}")
         if start:
             assert rule is not None
-            event = await _event(conn, run.event_id)
+            event = await _event(conn, run.event_id, RetryError)
             new_id_, skipped = await _new_run(conn, event, rule, ruleset.version, resend=resend, replay_of=run_id)
             target, job_id = new_id_, f"run:{new_id_}:1"
         else:
@@ -336,7 +329,7 @@ async def bulk_retry(
     async with engine.connect() as conn:
         runs = (await conn.execute(_run_query(f))).all()
     if confirm != f.token(len(runs)):
-        raise ReplayError(
+        raise NotConfirmed(
             409,
             f"confirmation does not match: the selection now has {len(runs)} run(s); preview "
             "again and confirm with the new token",

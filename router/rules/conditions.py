@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, get_args
 from jmespath.parser import Parser
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError, ValidationInfo, field_validator
 
+from router.errors import ConditionError
 from router.rules.filters import MAX_EXPRESSION_CHARS
 
 NumericOp = Literal["greater_than", "less_than", "greater_or_equal", "less_or_equal"]
@@ -45,17 +46,6 @@ _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re
 def _q(value: Any) -> str:
     """A value quoted for a message, as JSON (``"abc"``, ``5``)."""
     return json.dumps(value, ensure_ascii=False, default=repr)
-
-
-class ConditionError(ValueError):
-    """Something a user of the builder got wrong; the message names the field.
-
-    ``errors`` holds every (location, message) pair when several fields were wrong at once.
-    """
-
-    def __init__(self, message: str, errors: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.errors = errors if errors is not None else [("", message)]
 
 
 def path_from_parts(parts: list[PathPart]) -> str:

@@ -39,7 +39,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
-from router.errors import TemplateRenderError
+from router.errors import TemplateLimitError, TemplateRenderError
 from router.rules.missing import missing_field
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
@@ -52,10 +52,6 @@ MAX_LOOP_ITERATIONS = 1_000_000
 MAX_WIDTH = 10_000  # largest padding/width a format, center, ljust… may ask for
 MAX_POWER_BITS = 4096
 _WIDTHS = re.compile(r"[%:][^a-zA-Z%{}:]*?(\d+)")
-
-
-class TemplateLimitError(Exception):
-    """A render went over one of the limits."""
 
 
 class _Budget(threading.local):

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from router.errors import RouterError, RuleSetError
+from router.errors import RuleSetError, WhatIfError
 from router.pipeline.delivery import SKIPPED_OUTPUT
 from router.pipeline.match import event_from_row
 from router.records.models import Event, Run
@@ -265,7 +265,3 @@ async def what_if_file(
     finally:
         await engine.dispose()
     return result | {"rule_location": rule.location}
-
-
-class WhatIfError(RouterError):
-    """A what-if request that cannot run (no such rule in the file, the database cannot be read)."""

@@ -23,6 +23,7 @@ from litestar.response import Template
 from sqlalchemy import select
 
 from router.access.guard import principal_of
+from router.errors import RunWaitError
 from router.pipeline import runwait
 from router.pipeline.delivery import FAILED, TERMINAL
 from router.pipeline.jobs import enqueuer
@@ -290,7 +291,7 @@ async def replay_button(
             actor=principal_of(request).actor,
         )
     except ReplayError as exc:
-        return await _after_action(request, state, event_id, f"Cannot replay: {exc}", True)
+        return await _after_action(request, state, event_id, f"{exc.title}: {exc}", True)
     runs = result["runs"]
     if not runs:
         notice = "Replayed: no rule in force matches this event now, so nothing was sent."
@@ -329,7 +330,7 @@ async def retry_button(
             actor=principal_of(request).actor,
         )
     except ReplayError as exc:
-        return await _after_action(request, state, event_id, f"Cannot retry: {exc}", True)
+        return await _after_action(request, state, event_id, f"{exc.title}: {exc}", True)
     if start:
         notice = f"Run {run_id} started over as run {result['run_id']}."
     else:
@@ -344,12 +345,12 @@ async def retry_now_button(
     """Try a retrying or held run now (router.pipeline.runwait.retry_now): the same run, its attempts counting on."""
     try:
         result = await runwait.retry_now(state.engine, enqueuer(state.redis), run_id, actor=principal_of(request).actor)
-    except runwait.RunWaitError as exc:
+    except RunWaitError as exc:
         async with state.sessions() as session:
             event_id = await session.scalar(select(Run.event_id).where(Run.id == run_id))
         if event_id is None:
             raise NotFoundException(str(exc)) from None
-        return await _after_action(request, state, event_id, f"Cannot retry now: {exc}", True)
+        return await _after_action(request, state, event_id, f"{exc.title}: {exc}", True)
     notice = f"Run {run_id} is being tried now (attempt {result['attempt']}); the page updates as it goes."
     if result["was"] == "held":
         notice += " Its destination may still be paused: then it is held again until someone resumes it."

@@ -17,7 +17,8 @@ from litestar.response import Template
 
 from router.access import secretstore
 from router.access.guard import principal_of
-from router.access.secretstore import SecretStoreError
+from router.errors import SecretStoreError
+from router.records.db import unit_of_work
 from router.ui.flash import redirect, take
 from router.ui.render import page
 
@@ -79,13 +80,12 @@ async def save_secret(request: Request[Any, Any, Any], state: State, data: Form)
     principal = principal_of(request)
     name = str(data.get("name", "")).strip()
     value = str(data.get("value", ""))
-    async with state.sessions() as session:
-        try:
+    try:
+        async with unit_of_work(state.sessions) as session:
             created = await secretstore.save(session, state.settings.secret_key, name, value, principal.actor)
-        except SecretStoreError as exc:
-            where = "replace:" + name if data.get("replace") else "create"
-            return await _render(request, state, error=str(exc), error_for=where, name=name, status=400)
-        await session.commit()
+    except SecretStoreError as exc:
+        where = "replace:" + name if data.get("replace") else "create"
+        return await _render(request, state, error=str(exc), error_for=where, name=name, status=exc.status)
     verb = "saved" if created else "replaced"
     return await _done(
         request, state, f"Secret {name} {verb}. Rules read it as secrets.{name}; its value is not shown again."
@@ -97,12 +97,11 @@ async def delete_secret(
     request: Request[Any, Any, Any], state: State, name: Annotated[str, PathParameter()]
 ) -> Response[Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
+    try:
+        async with unit_of_work(state.sessions) as session:
             await secretstore.remove(session, name, principal.actor)
-        except SecretStoreError as exc:
-            return await _render(request, state, error=str(exc), status=404)
-        await session.commit()
+    except SecretStoreError as exc:
+        return await _render(request, state, error=str(exc), status=exc.status)
     return await _done(request, state, f"Secret {name} deleted; rules no longer get secrets.{name}.")
 
 

@@ -16,18 +16,16 @@ from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Template
 
 from router.access import accounts
-from router.access.auth import ROLES, AuthError, Principal
+from router.access.auth import ROLES, Principal
 from router.access.guard import principal_of
+from router.errors import AuthError
+from router.records.db import unit_of_work
 from router.ui.flash import redirect, take
 from router.ui.render import page
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 ANYONE = {"role": "viewer"}
 ADMIN = {"role": "admin"}
-
-
-def _status(exc: AuthError) -> int:
-    return accounts.status_of(exc)
 
 
 def _field(data: dict[str, Any], name: str) -> str:
@@ -95,12 +93,11 @@ async def create_user(request: Request[Any, Any, Any], state: State, data: Form)
     username, role, password = _field(data, "username"), _field(data, "role"), _field(data, "password")
     generated = not password
     password = password or accounts.generate_password()
-    async with state.sessions() as session:
-        try:
+    try:
+        async with unit_of_work(state.sessions) as session:
             await accounts.add_user(session, principal.actor, username, password, role)
-        except AuthError as exc:
-            return await _render(request, state, error=str(exc), error_for="create", status=_status(exc))
-        await session.commit()
+    except AuthError as exc:
+        return await _render(request, state, error=str(exc), error_for="create", status=exc.status)
     if generated:
         return await _done(
             request,
@@ -136,11 +133,10 @@ async def change_user(
     action = _field(data, "action")
     try:
         change, generated = _user_change(action, data)
-        async with state.sessions() as session:
+        async with unit_of_work(state.sessions) as session:
             await accounts.change_user(session, principal.actor, username, change)
-            await session.commit()
     except AuthError as exc:
-        return await _render(request, state, error=str(exc), error_for=f"user:{username}", status=_status(exc))
+        return await _render(request, state, error=str(exc), error_for=f"user:{username}", status=exc.status)
     if generated:
         return await _done(
             request,
@@ -161,13 +157,12 @@ async def change_user(
 @post("/settings/tokens", include_in_schema=False, opt=ANYONE, status_code=200)
 async def create_token(request: Request[Any, Any, Any], state: State, data: Form) -> Response[Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
+    try:
+        async with unit_of_work(state.sessions) as session:
             owner = await accounts.get_user(session, principal.username)
             row, token = await accounts.add_token(session, principal.actor, owner, _field(data, "name"))
-        except AuthError as exc:
-            return await _render(request, state, error=str(exc), error_for="token", status=_status(exc))
-        await session.commit()
+    except AuthError as exc:
+        return await _render(request, state, error=str(exc), error_for="token", status=exc.status)
     return await _done(
         request,
         state,
@@ -182,12 +177,11 @@ async def revoke_token(
     request: Request[Any, Any, Any], state: State, token_id: Annotated[str, PathParameter()]
 ) -> Response[Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
+    try:
+        async with unit_of_work(state.sessions) as session:
             row, owner = await accounts.remove_token(session, principal, token_id)
-        except AuthError as exc:
-            return await _render(request, state, error=str(exc), error_for=f"token:{token_id}", status=_status(exc))
-        await session.commit()
+    except AuthError as exc:
+        return await _render(request, state, error=str(exc), error_for=f"token:{token_id}", status=exc.status)
     return await _done(request, state, notice=f"Token {row.name!r} of {owner} revoked.")
 
 
