@@ -12,12 +12,15 @@ import asyncio
 import json
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from router.polling.compile import CompiledPoll
 from router.polling.runner import PollDeps, PollReport, default_holder, poll_once
+
+if TYPE_CHECKING:
+    from router.rules.ruleset import CompiledSource, RuleSet
 
 PREVIEW_CHARS = 100
 
@@ -76,6 +79,19 @@ def report_json(r: PollReport) -> dict[str, Any]:
     }
 
 
+def _pulled_source(ruleset: RuleSet, source: str, dry_run: bool) -> CompiledSource:
+    """The source ``router poll`` may poll, or the ClickException saying why not."""
+    src = ruleset.sources.get(source)
+    if src is None:
+        known = ", ".join(sorted(s.id for s in ruleset.sources.values() if s.pull is not None)) or "none"
+        raise click.ClickException(f"no source {source!r}; sources that poll or fire on a schedule: {known}")
+    if src.pull is None:
+        raise click.ClickException(f"source {source!r} takes webhooks; it has no poll, reconcile or schedule")
+    if dry_run and not isinstance(src.pull, CompiledPoll):
+        raise click.ClickException(f"source {source!r} is a schedule: there is nothing to fetch")
+    return src
+
+
 @click.command(name="poll")
 @click.argument("source")
 @click.option("--once", is_flag=True, help="Poll once now, whether or not it is due, then exit.")
@@ -108,14 +124,7 @@ def poll_command(source: str, once: bool, dry_run: bool, fmt: str) -> None:
             if holder.errors and not holder.loaded:
                 raise click.ClickException("the rules do not load:\n" + "\n".join(holder.errors))
             ruleset = holder.current
-            src = ruleset.sources.get(source)
-            if src is None:
-                known = ", ".join(sorted(s.id for s in ruleset.sources.values() if s.pull is not None)) or "none"
-                raise click.ClickException(f"no source {source!r}; sources that poll or fire on a schedule: {known}")
-            if src.pull is None:
-                raise click.ClickException(f"source {source!r} takes webhooks; it has no poll, reconcile or schedule")
-            if dry_run and not isinstance(src.pull, CompiledPoll):
-                raise click.ClickException(f"source {source!r} is a schedule: there is nothing to fetch")
+            src = _pulled_source(ruleset, source, dry_run)
             deps = PollDeps(engine=engine, settings=settings, http=http, redis=redis, holder=f"cli:{default_holder()}")
             while True:
                 report = await poll_once(deps, src, ruleset, trigger="cli", force=once, dry_run=dry_run)

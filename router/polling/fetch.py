@@ -205,6 +205,18 @@ def _retry_after(exc: ActionError, now: float) -> float | None:
     return retry_after_seconds(headers.get("retry-after"))
 
 
+def _resumed(first: PageRequest, resume: Mapping[str, Any] | None) -> tuple[PageRequest, int]:
+    """The request a pass starts with and its page number: the first, or where the last pass stopped."""
+    if not resume:
+        return first, 0
+    page = int(resume.get("page", 0))
+    if resume.get("url"):
+        return PageRequest(first.method, str(resume["url"]), first.headers, {}, first.json), page
+    if resume.get("query") is not None:
+        return PageRequest(first.method, first.url, first.headers, dict(resume["query"]), first.json), page
+    return first, page
+
+
 async def run_pass(
     poll: CompiledPoll,
     ctx: Mapping[str, Any],
@@ -225,14 +237,7 @@ async def run_pass(
     except TemplateRenderError as exc:
         out.error, out.permanent = f"request: {exc}", True
         return out
-    request = first
-    page = 0
-    if resume:
-        page = int(resume.get("page", 0))
-        if resume.get("url"):
-            request = PageRequest(first.method, str(resume["url"]), first.headers, {}, first.json)
-        elif resume.get("query") is not None:
-            request = PageRequest(first.method, first.url, first.headers, dict(resume["query"]), first.json)
+    request, page = _resumed(first, resume)
     keys: set[str] = set()
     fetched: set[str] = set()
     while True:

@@ -85,6 +85,16 @@ def _slice(parts: list[Any]) -> str:
 def expression_text(node: dict[str, Any]) -> str:
     """JMESPath text for a parsed (sub)expression; it parses back to the same tree."""
     kind, children = node["type"], node.get("children", [])
+    text = _path_text(kind, node, children)
+    if text is None:
+        text = _operator_text(kind, node, children)
+    if text is None:
+        raise ValueError(f"cannot print JMESPath node {kind!r}")
+    return text
+
+
+def _path_text(kind: str, node: dict[str, Any], children: list[dict[str, Any]]) -> str | None:
+    """Fields, literals, indexes, projections and multi-selects; None for any other node."""
     if kind == "field":
         return _ident(node["value"])
     if kind == "current":
@@ -117,6 +127,11 @@ def expression_text(node: dict[str, Any]) -> str:
     if kind == "multi_select_dict":
         pairs = (f"{_ident(c['value'])}: {expression_text(c['children'][0])}" for c in children)
         return "{" + ", ".join(pairs) + "}"
+    return None
+
+
+def _operator_text(kind: str, node: dict[str, Any], children: list[dict[str, Any]]) -> str | None:
+    """Functions, references, comparisons, logic and pipes; None for any other node."""
     if kind == "function_expression":
         return f"{node['value']}(" + ", ".join(expression_text(c) for c in children) + ")"
     if kind == "expref":
@@ -139,7 +154,7 @@ def expression_text(node: dict[str, Any]) -> str:
     if kind == "pipe":
         left, right = children
         return f"{expression_text(left)} | {_wrap(right, ('pipe',))}"
-    raise ValueError(f"cannot print JMESPath node {kind!r}")
+    return None
 
 
 def _evaluate(node: dict[str, Any], text: str, ctx: Mapping[str, Any]) -> tuple[Any, str | None]:

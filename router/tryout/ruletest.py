@@ -169,15 +169,27 @@ class _CaseRun:
         if c.verify and c.poll is None:
             self.check_signature(event, raw)
         ctx = build_context(event, secrets) | {"now": c.received_at}
+        matched = self.matched(ctx)
+        self.check_matches(ctx, matched)
+        if c.steps:
+            self.run_steps(ctx, matched)
+
+    def matched(self, ctx: dict[str, Any]) -> list[str]:
+        """The ids of the case's source's rules whose filter matches (a failing filter is the case's failure)."""
         matched: list[str] = []
         for rule in self.rs.rules.values():
-            if rule.source != c.source:
+            if rule.source != self.case.source:
                 continue
             try:
                 if rule_matches(rule, ctx):
                     matched.append(rule.id)
             except TemplateRenderError as exc:
                 self.fail(("source",), f"rule {rule.id!r}: the filter failed: {exc}")
+        return matched
+
+    def check_matches(self, ctx: dict[str, Any], matched: list[str]) -> None:
+        """``matches`` and ``not_matches`` against the rules that matched."""
+        c = self.case
         shown = ", ".join(matched) or "none"
         if c.matches is not None:
             if not c.matches and matched:
@@ -190,8 +202,6 @@ class _CaseRun:
         for i, rid in enumerate(c.not_matches):
             if rid in matched:
                 self.fail(("not_matches", i), f"rule {rid!r} matched, filter at {self.rs.rules[rid].location}")
-        if c.steps:
-            self.run_steps(ctx, matched)
 
     def why_not(self, rule_id: str, ctx: dict[str, Any]) -> str:
         rule = self.rs.rules[rule_id]

@@ -34,16 +34,11 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     raise RuntimeError("a recorded poll waited on I/O")
 
 
-def poll_event(run: _CaseRun, secrets: dict[str, str]) -> tuple[dict[str, Any], bytes] | None:
-    """Run the case's poll on its recorded pages, check what it did; the chosen emitted item as the event."""
-    case = run.case
-    assert case.poll is not None
-    poll = run.rs.sources[case.source].pull
-    if not isinstance(poll, CompiledPoll):
-        run.fail(("poll",), f"source {case.source!r} does not poll; `poll:` is for sources with poll or reconcile")
-        return None
+def _recorded_replies(run: _CaseRun) -> list[Reply] | None:
+    """The case's recorded pages as the fetcher's replies; None (and the case fails) when a body file is missing."""
+    assert run.case.poll is not None
     replies: list[Reply] = []
-    for i, page in enumerate(case.poll.pages):
+    for i, page in enumerate(run.case.poll.pages):
         body = page.body
         if page.body_file is not None:
             file = run.base / page.body_file
@@ -52,6 +47,33 @@ def poll_event(run: _CaseRun, secrets: dict[str, str]) -> tuple[dict[str, Any], 
                 return None
             body = parse_body(file.read_bytes(), "application/json")
         replies.append(Reply(page.status, {k.lower(): v for k, v in page.headers.items()}, body, ""))
+    return replies
+
+
+def _check_requests(run: _CaseRun, sent: list[PageRequest]) -> None:
+    """The case's ``requests`` against the requests the poll sent."""
+    for i, want in enumerate(run.case.requests or []):
+        if i >= len(sent):
+            run.fail(("requests", i), f"the poll sent {len(sent)} request(s), not {i + 1}")
+            break
+        got = sent[i]
+        view = {"method": got.method, "url": got.url, "query": got.query, "headers": got.headers}
+        given = {k: v for k, v in want.model_dump(exclude_none=True).items()}
+        for m in compare(given, view, (), headers_at=("headers",)):
+            run.fail(("requests", i, *m.path), m.describe(""))
+
+
+def poll_event(run: _CaseRun, secrets: dict[str, str]) -> tuple[dict[str, Any], bytes] | None:
+    """Run the case's poll on its recorded pages, check what it did; the chosen emitted item as the event."""
+    case = run.case
+    assert case.poll is not None
+    poll = run.rs.sources[case.source].pull
+    if not isinstance(poll, CompiledPoll):
+        run.fail(("poll",), f"source {case.source!r} does not poll; `poll:` is for sources with poll or reconcile")
+        return None
+    replies = _recorded_replies(run)
+    if replies is None:
+        return None
     sent: list[PageRequest] = []
 
     async def fetch(request: PageRequest, timeout: float) -> Reply:
@@ -85,15 +107,7 @@ def poll_event(run: _CaseRun, secrets: dict[str, str]) -> tuple[dict[str, Any], 
         cursor = greater(case.poll.cursor, result.cursor) if result.complete else case.poll.cursor
         if cursor != case.next_cursor:
             run.fail(("next_cursor",), f"expected {json.dumps(case.next_cursor)}, the poll keeps {json.dumps(cursor)}")
-    for i, want in enumerate(case.requests or []):
-        if i >= len(sent):
-            run.fail(("requests", i), f"the poll sent {len(sent)} request(s), not {i + 1}")
-            break
-        got = sent[i]
-        view = {"method": got.method, "url": got.url, "query": got.query, "headers": got.headers}
-        given = {k: v for k, v in want.model_dump(exclude_none=True).items()}
-        for m in compare(given, view, (), headers_at=("headers",)):
-            run.fail(("requests", i, *m.path), m.describe(""))
+    _check_requests(run, sent)
     needs_event = case.matches is not None or case.not_matches or case.steps
     if not needs_event:
         return None
