@@ -21,24 +21,13 @@ from sqlalchemy.engine import Connection
 
 from router import logs
 from router.pipeline.delivery import RunPlan, StepRow
-from router.pipeline.match import build_context, event_from_row, match_rules
+from router.pipeline.match import EVENT_COLUMNS, build_context, event_from_row, match_rules
 from router.records.models import Event, Run, RunStep, new_id, utcnow
 from router.rules.ruleset import RuleSet
 
 log = structlog.get_logger("router.claim")
 
-COLUMNS = (
-    Event.id,
-    Event.source,
-    Event.received_at,
-    Event.method,
-    Event.path,
-    Event.headers,
-    Event.query,
-    Event.body,
-    Event.chain_depth,
-    Event.via,
-)
+COLUMNS = (*EVENT_COLUMNS, Event.chain_depth, Event.via)
 _PICK_ONE = select(*COLUMNS).where(Event.id == bindparam("b_id"), Event.status == "received").with_for_update()
 _SET_ROUTED = (
     update(Event)

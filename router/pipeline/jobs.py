@@ -21,7 +21,7 @@ from router.pipeline import runwait
 from router.pipeline.claim import claim_one
 from router.pipeline.consumer import Consumer
 from router.pipeline.delivery import TERMINAL, Deliverer, RunPlan, StepRow
-from router.pipeline.match import event_from_row
+from router.pipeline.match import EVENT_COLUMNS, event_from_row
 from router.records.db import write_transaction
 from router.records.models import Event, Run, RunStep, utcnow
 from router.records.transactor import Transactor
@@ -29,20 +29,7 @@ from router.rules.ruleset import RuleSet
 
 log = structlog.get_logger("router.jobs")
 
-_EVENT_COLUMNS = (
-    Event.id,
-    Event.source,
-    Event.received_at,
-    Event.method,
-    Event.path,
-    Event.headers,
-    Event.query,
-    Event.body,
-    Event.status,
-    Event.chain_depth,
-    Event.routed_at,
-    Event.via,
-)
+_EVENT_COLUMNS = (*EVENT_COLUMNS, Event.status, Event.chain_depth, Event.routed_at, Event.via)
 
 
 _LOAD_EVENT = select(*_EVENT_COLUMNS).where(Event.id == bindparam("b_id"))

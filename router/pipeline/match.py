@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from router.actions import ACTIONS
 from router.errors import RouterError, TemplateRenderError
+from router.records.models import Event
 from router.rules.publicurl import public_url
 from router.rules.ruleset import CompiledRule, CompiledStep, RuleSet
 from router.rules.templating import render_tree
@@ -47,6 +48,7 @@ def event_dict(
 
 
 EVENT_FIELDS = ("id", "source", "received_at", "method", "path", "headers", "query", "body")
+EVENT_COLUMNS = tuple(getattr(Event, name) for name in EVENT_FIELDS)  # what event_from_row reads of a row
 
 
 def event_from_row(row: Any) -> dict[str, Any]:

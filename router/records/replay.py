@@ -26,7 +26,7 @@ from router.access import audit
 from router.errors import NotConfirmed, ReplayError, RetryError
 from router.pipeline import runwait
 from router.pipeline.delivery import FAILED, TERMINAL
-from router.pipeline.match import build_context, event_from_row, match_rules
+from router.pipeline.match import EVENT_COLUMNS, build_context, event_from_row, match_rules
 from router.records import retryplan
 from router.records.models import Event, Run, RunStep, new_id, utcnow
 from router.rules.ruleset import CompiledRule, RuleSet
@@ -70,20 +70,7 @@ class Filters:
 
 
 async def _event(conn: AsyncConnection, event_id: str, error: type[ReplayError] = ReplayError) -> dict[str, Any]:
-    row = (
-        await conn.execute(
-            select(
-                Event.id,
-                Event.source,
-                Event.received_at,
-                Event.method,
-                Event.path,
-                Event.headers,
-                Event.query,
-                Event.body,
-            ).where(Event.id == event_id)
-        )
-    ).first()
+    row = (await conn.execute(select(*EVENT_COLUMNS).where(Event.id == event_id))).first()
     if row is None:
         raise error(404, f"no event {event_id!r}")
     return event_from_row(row)
