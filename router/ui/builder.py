@@ -152,14 +152,35 @@ def _spec_of_yaml(text_: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _fragment(request: Request[Any, Any, Any], template: str, trigger: str, **context: Any) -> Template:
+    """A fragment of the builder that tells the page (``HX-Trigger``) what changed."""
+    response = page(request, template, **context)
+    response.headers["hx-trigger"] = trigger
+    return response
+
+
+async def _conditions(request: Request[Any, Any, Any], state: State, b: BuilderState, sync_advanced: bool) -> Template:
+    """The condition rows again, with the result for the sample (after they or the advanced text changed)."""
+    event, _error = await _sample(state, b)
+    context = await _condition_context(state, b, event)
+    return _fragment(
+        request,
+        "rules/_conditions.html",
+        "builder-changed",
+        b=b,
+        result_oob=True,
+        sync_advanced=sync_advanced,
+        **context,
+    )
+
+
 @post("/rules/builder/sample", include_in_schema=False, opt=READ, status_code=200)
 async def sample_fragment(request: Request[Any, Any, Any], state: State, data: Form) -> Template:
     """The source and sample section (after the source or the sample changed); tells the rest to refresh."""
     b = state_from_form(data, _sources(state))
     event, error = await _sample(state, b)
-    response = page(request, "rules/_sample.html", b=b, oob=True, **await _sample_context(state, b, event, error))
-    response.headers["hx-trigger"] = "sample-changed"
-    return response
+    context = await _sample_context(state, b, event, error)
+    return _fragment(request, "rules/_sample.html", "sample-changed", b=b, oob=True, **context)
 
 
 @post("/rules/builder/condition", include_in_schema=False, opt=READ, status_code=200)
@@ -180,11 +201,7 @@ async def rows_fragment(request: Request[Any, Any, Any], state: State, data: For
         b.filter = state_from_spec({}, []).filter
     else:
         apply_row_action(b.filter.group, action)
-    event, _error = await _sample(state, b)
-    context = await _condition_context(state, b, event)
-    response = page(request, "rules/_conditions.html", b=b, result_oob=True, sync_advanced=True, **context)
-    response.headers["hx-trigger"] = "builder-changed"
-    return response
+    return await _conditions(request, state, b, sync_advanced=True)
 
 
 @post("/rules/builder/advanced", include_in_schema=False, opt=READ, status_code=200)
@@ -192,11 +209,7 @@ async def advanced_fragment(request: Request[Any, Any, Any], state: State, data:
     """Raw JMESPath typed in the advanced box: the rows rebuilt from it, or a note that it stays raw."""
     form = {**data, "filter_last": "advanced"}
     b = state_from_form(form, _sources(state))
-    event, _error = await _sample(state, b)
-    context = await _condition_context(state, b, event)
-    response = page(request, "rules/_conditions.html", b=b, result_oob=True, sync_advanced=False, **context)
-    response.headers["hx-trigger"] = "builder-changed"
-    return response
+    return await _conditions(request, state, b, sync_advanced=False)
 
 
 @post("/rules/builder/steps", include_in_schema=False, opt=READ, status_code=200)
@@ -206,9 +219,7 @@ async def steps_fragment(request: Request[Any, Any, Any], state: State, data: Fo
     b = state_from_form(data, sources)
     apply_step_action(b.steps, text(data, "step_action"), text(data, "new_kind"), sources)
     event, _error = await _sample(state, b)
-    response = page(request, "rules/_steps.html", b=b, **_step_context(state, b, event))
-    response.headers["hx-trigger"] = "builder-changed"
-    return response
+    return _fragment(request, "rules/_steps.html", "builder-changed", b=b, **_step_context(state, b, event))
 
 
 @post("/rules/builder/preview", include_in_schema=False, opt=READ, status_code=200)

@@ -100,6 +100,14 @@ async def rule_yaml(state: State, name: Annotated[str, PathParameter()]) -> Resp
         raise NotFoundException(str(exc)) from None
 
 
+async def _refused(
+    request: Request[Any, Any, Any], state: State, heading: str, exc: RuleSetError, import_text: str = ""
+) -> Template:
+    """The list again, with each problem of the rule under ``heading``."""
+    errors = [str(e) for e in exc.errors]
+    return await render_list(request, state, error=heading, errors=errors, import_text=import_text, status=exc.status)
+
+
 async def _change(request: Request[Any, Any, Any], state: State, rule_id: str, what: str) -> Response[Any]:
     principal = principal_of(request)
     async with state.sessions() as session:
@@ -112,13 +120,7 @@ async def _change(request: Request[Any, Any, Any], state: State, rule_id: str, w
             else:
                 await uirules.switch_rule(session, state.rules.current, row, what == "enabled", principal.actor)
         except RuleSetError as exc:
-            return await render_list(
-                request,
-                state,
-                error=f"Rule {rule_id} cannot be enabled:",
-                errors=[str(e) for e in exc.errors],
-                status=422,
-            )
+            return await _refused(request, state, f"Rule {rule_id} cannot be enabled:", exc)
         await session.commit()
     await state.rules_watcher.reload()
     return Redirect(f"/rules?done={what}&rule={rule_id}", status_code=303)
@@ -166,13 +168,7 @@ async def duplicate(
             copy = uirules.set_enabled(uirules.set_id(original, copy_id), False)
             await uirules.save_rule(session, rs, copy_id, copy, principal.actor, create_only=True, via="duplicate")
         except RuleSetError as exc:
-            return await render_list(
-                request,
-                state,
-                error=f"Rule {rule_id} cannot be copied:",
-                errors=[str(e) for e in exc.errors],
-                status=422,
-            )
+            return await _refused(request, state, f"Rule {rule_id} cannot be copied:", exc)
         await session.commit()
     await state.rules_watcher.reload()
     return Redirect(f"/rules?done=duplicated&rule={copy_id}", status_code=303)
@@ -187,14 +183,7 @@ async def import_yaml(request: Request[Any, Any, Any], state: State, data: Form)
     try:
         found = uirules.rules_in_text(pasted)
     except RuleSetError as exc:
-        return await render_list(
-            request,
-            state,
-            error="The YAML does not parse:",
-            errors=[str(e) for e in exc.errors],
-            import_text=pasted,
-            status=422,
-        )
+        return await _refused(request, state, "The YAML does not parse:", exc, import_text=pasted)
     chosen = text(data, "choose")
     if len(found) > 1 and not chosen:
         return page(request, "rules/import_choose.html", found=[rid for rid, _ in found], yaml_text=pasted)
