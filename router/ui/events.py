@@ -103,6 +103,8 @@ class Filters:
 
 SourceQ = Annotated[str, QueryParameter(description="Only this source.")]
 StatusQ = Annotated[str, QueryParameter()]
+TextQ = Annotated[str, QueryParameter()]
+DestinationQ = Annotated[str, QueryParameter(description="Only events that failed at it.")]
 
 
 @get("/events", include_in_schema=False)
@@ -111,10 +113,10 @@ async def events_page(
     state: State,
     source: SourceQ = "",
     status: StatusQ = "",
-    q: Annotated[str, QueryParameter()] = "",
-    since: Annotated[str, QueryParameter()] = "",
-    before: Annotated[str, QueryParameter()] = "",
-    destination: Annotated[str, QueryParameter(description="Only events that failed at it.")] = "",
+    q: TextQ = "",
+    since: TextQ = "",
+    before: TextQ = "",
+    destination: DestinationQ = "",
 ) -> Template:
     f = Filters(source, status, q, since, destination)
     before = before.strip()[:26]
@@ -146,11 +148,11 @@ async def event_rows(
     state: State,
     source: SourceQ = "",
     status: StatusQ = "",
-    q: Annotated[str, QueryParameter()] = "",
-    since: Annotated[str, QueryParameter()] = "",
+    q: TextQ = "",
+    since: TextQ = "",
     after: Annotated[str, QueryParameter(description="Only events newer than this id.")] = "",
     watch: Annotated[str, QueryParameter(description="Ids of shown rows still in progress.")] = "",
-    destination: Annotated[str, QueryParameter(description="Only events that failed at it.")] = "",
+    destination: DestinationQ = "",
 ) -> Template:
     """Live rows: events newer than ``after`` (for the top of the table) and the ``watch``ed rows again."""
     f = Filters(source, status, q, since, destination)

@@ -86,6 +86,34 @@ def page(request: Request[Any, Any, Any], template: str, *, status: int = 200, *
     return Template(template_name=template, context=base_context(request) | context, status_code=status)
 
 
+def settings_page(
+    request: Request[Any, Any, Any],
+    template: str,
+    *,
+    status: int = 200,
+    notice: str = "",
+    shown_once: str = "",
+    shown_once_label: str = "",
+    error: str = "",
+    error_for: str = "",
+    **context: Any,
+) -> Template:
+    """A settings page (users, tokens, secrets): a notice, a value shown once or a form's error, never cached."""
+    response = page(
+        request,
+        template,
+        status=status,
+        notice=notice,
+        shown_once=shown_once,
+        shown_once_label=shown_once_label,
+        error=error,
+        error_for=error_for,
+        **context,
+    )
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
 def wants_html(request: Request[Any, Any, Any]) -> bool:
     path = request.url.path
     if path.startswith(("/api/", "/hooks/", "/inbox/", "/health", "/schema")):

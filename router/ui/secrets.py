@@ -20,7 +20,7 @@ from router.access.guard import principal_of
 from router.errors import SecretStoreError
 from router.records.db import unit_of_work
 from router.ui.flash import redirect, take
-from router.ui.render import page
+from router.ui.render import settings_page
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 ADMIN = {"role": "admin"}
@@ -44,7 +44,7 @@ async def _render(
         secretstore.keyring(state.settings.secret_key)
     except SecretStoreError as exc:
         key_problem = str(exc)
-    response = page(
+    return settings_page(
         request,
         "settings/secrets.html",
         status=status,
@@ -52,14 +52,10 @@ async def _render(
         env_names=env,
         key_problem=key_problem,
         notice=notice,
-        shown_once="",
-        shown_once_label="",
         error=error,
         error_for=error_for,
         name=name,
     )
-    response.headers["cache-control"] = "no-store"
-    return response
 
 
 @get("/settings/secrets", include_in_schema=False, opt=ADMIN)

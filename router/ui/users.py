@@ -21,7 +21,7 @@ from router.access.guard import principal_of
 from router.errors import AuthError
 from router.records.db import unit_of_work
 from router.ui.flash import redirect, take
-from router.ui.render import page
+from router.ui.render import settings_page
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 ANYONE = {"role": "viewer"}
@@ -50,7 +50,7 @@ async def _render(
         tokens = await accounts.list_tokens(session, None if principal.can("admin") else principal.user_id)
     mine = [(t, n) for t, n in tokens if t.user_id == principal.user_id]
     others = [(t, n) for t, n in tokens if t.user_id != principal.user_id]
-    response = page(
+    return settings_page(
         request,
         "settings/users.html",
         status=status,
@@ -64,8 +64,6 @@ async def _render(
         error=error,
         error_for=error_for,
     )
-    response.headers["cache-control"] = "no-store"
-    return response
 
 
 @get("/settings/users", include_in_schema=False, opt=ANYONE)
