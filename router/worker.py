@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from router.errors import RuleSetError
 from router.ops import chores as ops
+from router.pipeline import queue
 from router.pipeline.consumer import Consumer
 from router.pipeline.delivery import LEDGER_ORDER
 from router.pipeline.jobs import RulesHolder, WorkerState, execute_run, process_event, sweep
@@ -163,7 +164,11 @@ def build_worker(
     # arq cron takes a set of seconds; use the largest divisor of 60 not above the interval, so sweeps are even.
     step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60) if d <= max(1, settings.sweep_interval))
     worker = RouterWorker(
-        functions=[func(process_event, max_tries=20), func(execute_run, max_tries=20), func(poll_source, max_tries=3)],
+        functions=[
+            func(process_event, name=queue.PROCESS_EVENT, max_tries=20),
+            func(execute_run, name=queue.EXECUTE_RUN, max_tries=20),
+            func(poll_source, name=queue.POLL_SOURCE, max_tries=3),
+        ],
         cron_jobs=None
         if burst
         else [

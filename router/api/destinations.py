@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from router.access.guard import principal_of
 from router.pipeline.destinations import overview, resume
-from router.pipeline.jobs import enqueuer
+from router.pipeline.queue import enqueuer
 
 
 class ResumeRequest(BaseModel):

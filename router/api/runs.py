@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from router.access.guard import principal_of
 from router.api.problems import problem
 from router.pipeline import runwait
-from router.pipeline.delivery import FAILED
-from router.pipeline.jobs import enqueuer
+from router.pipeline.queue import enqueuer
 from router.records.replay import Filters, ReplayError, bulk_retry, dead_letters, preview, replay_event, retry_run
+from router.records.status import RUN_FAILED
 
 RunFailure = Literal["failed", "dead"]
 
@@ -63,7 +63,7 @@ async def list_dead_letters(
         bool, QueryParameter(description="Include the runs of the rule builder's Send test (left out by default).")
     ] = False,
 ) -> dict[str, Any]:
-    f = Filters(rule, source, since, until, (status,) if status else FAILED, tests=tests)
+    f = Filters(rule, source, since, until, (status,) if status else RUN_FAILED, tests=tests)
     return {"dead_letters": await dead_letters(state.engine, f, limit)}
 
 
