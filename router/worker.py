@@ -16,12 +16,14 @@ from router.ops import chores as ops
 from router.pipeline import queue
 from router.pipeline.consumer import Consumer
 from router.pipeline.delivery import LEDGER_ORDER
-from router.pipeline.jobs import RulesHolder, WorkerState, execute_run, process_event, sweep
+from router.pipeline.jobs import execute_run, process_event, sweep
 from router.pipeline.ledger import LedgerWriter
 from router.pipeline.outbound import create_client
 from router.polling.jobs import poll_source, poll_tick
 from router.records import db
 from router.records.transactor import Transactor
+from router.rules.holder import RulesHolder
+from router.runtime import WorkerState
 from router.settings import Settings
 
 log = structlog.get_logger("router.worker")
@@ -104,8 +106,8 @@ async def create_state(settings: Settings, rules: RulesHolder | None = None, *, 
 async def close_state(state: WorkerState) -> None:
     if state.consumer is not None:
         await state.consumer.close()
-    if state.ledger is not None:
-        await state.ledger.stop()
+    if state.deliverer.ledger is not None:
+        await state.deliverer.ledger.stop()
     if state.writes is not None:
         await state.writes.close()
     await state.http.aclose()
@@ -130,8 +132,7 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         ws: WorkerState = state if state is not None else await create_state(settings)
         ctx["state"] = ws
-        ws.redis = ctx["redis"]
-        ws.destinations.redis = ctx["redis"]
+        ws.attach_redis(ctx["redis"])
         if own_state and not burst:  # a standalone worker watches the rules itself (`router dev` shares the web's)
             from router.rules.reload import watch_rules
 
@@ -140,7 +141,7 @@ def build_worker(
             await sweep(ctx)
             return
         ws.writes = Transactor(ws.engine, name="worker")
-        ws.ledger = LedgerWriter(ws.writes, LEDGER_ORDER).start()
+        ws.deliverer.ledger = LedgerWriter(ws.writes, LEDGER_ORDER).start()
         ws.consumer = worker.consumer = Consumer(ws, concurrency=settings.worker_concurrency).start()
         ctx["ops"] = await ops.start(settings, ws)  # heartbeat, metrics, alerts, prune
 
@@ -152,9 +153,9 @@ def build_worker(
         if ws is not None and ws.consumer is not None:
             await ws.consumer.close()  # cancels and hands back what is still running
             ws.consumer = worker.consumer = None
-        if ws is not None and ws.ledger is not None:
-            await ws.ledger.stop()
-            ws.ledger = None
+        if ws is not None and ws.deliverer.ledger is not None:
+            await ws.deliverer.ledger.stop()
+            ws.deliverer.ledger = None
         if ws is not None and ws.writes is not None:
             await ws.writes.close()
             ws.writes = None

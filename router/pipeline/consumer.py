@@ -33,7 +33,7 @@ from router.records.models import Event, Run, utcnow
 from router.records.status import EventStatus, RunStatus
 
 if TYPE_CHECKING:
-    from router.pipeline.jobs import WorkerState
+    from router.runtime import WorkerState
 
 log = structlog.get_logger("router.consumer")
 
@@ -162,11 +162,13 @@ class Consumer:
         state = self.state
         ruleset = state.rules.current
         if len(plans) == 1:  # the common case: no gather, no extra task
-            await state.run(plans[0], ruleset.rules.get(plans[0].rule_id), ruleset)
+            await state.deliverer.run(plans[0], ruleset.rules.get(plans[0].rule_id), ruleset)
         else:
-            await asyncio.gather(*(state.run(plan, ruleset.rules.get(plan.rule_id), ruleset) for plan in plans))
+            await asyncio.gather(
+                *(state.deliverer.run(plan, ruleset.rules.get(plan.rule_id), ruleset) for plan in plans)
+            )
         if not plans[0].finishes_event:
-            await state.settle_event(event_id)
+            await state.deliverer.settle_event(event_id)
 
     # -- the doorbell ----------------------------------------------------------------------------
     async def _doorbell(self) -> None:

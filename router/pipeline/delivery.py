@@ -31,7 +31,7 @@ from router.pipeline.ledger import LedgerWriter, Op, execute_ops
 from router.pipeline.limits import Lease
 from router.pipeline.match import Rendered, build_context, redact, render_step
 from router.pipeline.outbound import OutboundClient
-from router.pipeline.queue import JobId
+from router.pipeline.queue import Enqueue, JobId
 from router.pipeline.retry import RetryPolicy, compile_policy
 from router.pipeline.store import insert_events
 from router.records.models import Attempt, Event, Run, RunStep, utcnow
@@ -137,7 +137,7 @@ class Deliverer:
     settings: Settings
     engine: AsyncEngine
     http: OutboundClient
-    enqueue: Any = None  # async (function, *args, job_id=) -> None
+    enqueue: Enqueue  # the worker state's: queue a job (router/pipeline/queue.py)
     ledger: LedgerWriter | None = None
     redis: Any = None  # ArqRedis, set once the pool exists
     destinations: Destinations = field(init=False)

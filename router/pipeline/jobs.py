@@ -8,26 +8,25 @@ job for an event already routed resumes its unfinished runs.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import bindparam, exists, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router import logs
 from router.pipeline import queue, runwait
 from router.pipeline.claim import claim_one
-from router.pipeline.consumer import Consumer
-from router.pipeline.delivery import Deliverer, RunPlan, StepRow
+from router.pipeline.delivery import RunPlan, StepRow
 from router.pipeline.match import event_from_row
 from router.pipeline.queue import JobId
 from router.records.db import write_transaction
 from router.records.models import Event, Run, RunStep, utcnow
 from router.records.status import RUN_TERMINAL, EventStatus, RunStatus
-from router.records.transactor import Transactor
-from router.rules.ruleset import RuleSet
+
+if TYPE_CHECKING:
+    from router.runtime import WorkerState
 
 log = structlog.get_logger("router.jobs")
 
@@ -50,38 +49,10 @@ _EVENT_COLUMNS = (
 _LOAD_EVENT = select(*_EVENT_COLUMNS).where(Event.id == bindparam("b_id"))
 
 
-@dataclass
-class RulesHolder:
-    """The rule set in force and the errors of the last load."""
-
-    current: RuleSet = field(default_factory=RuleSet)
-    errors: list[str] = field(default_factory=list)
-    loaded: bool = False
-
-
-@dataclass
-class WorkerState(Deliverer):
-    """A worker process's shared objects (created at start-up, kept in the arq context)."""
-
-    sessions: async_sessionmaker[AsyncSession] | None = None
-    rules: RulesHolder = field(default_factory=RulesHolder)
-    consumer: Consumer | None = None  # claims and delivers received events (router/pipeline/consumer.py)
-    writes: Transactor | None = None  # the consumer's claims and the ledger's commits (router/records/transactor.py)
-
-    async def _enqueue(self, function: str, *args: Any, job_id: str, defer: float | None = None) -> None:
-        if self.redis is not None:
-            await queue.enqueuer(self.redis)(function, *args, job_id=job_id, defer=defer)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.enqueue = self._enqueue
-
-
 def _state(ctx: dict[str, Any]) -> WorkerState:
     state: WorkerState = ctx["state"]
     if state.redis is None:
-        state.redis = ctx.get("redis")
-        state.destinations.redis = state.redis
+        state.attach_redis(ctx.get("redis"))
     return state
 
 
@@ -106,9 +77,9 @@ async def process_event(ctx: dict[str, Any], event_id: str) -> int:
             plans = await _open_runs(conn, event_from_row(row), row.chain_depth)
     if not plans:
         return 0
-    await asyncio.gather(*(state.run(plan, ruleset.rules.get(plan.rule_id), ruleset) for plan in plans))
+    await asyncio.gather(*(state.deliverer.run(plan, ruleset.rules.get(plan.rule_id), ruleset) for plan in plans))
     if not plans[0].finishes_event:
-        await state.settle_event(event_id)
+        await state.deliverer.settle_event(event_id)
     return len(plans)
 
 
@@ -164,8 +135,8 @@ async def execute_run(ctx: dict[str, Any], run_id: str) -> str:
         plans = await _open_runs(conn, event, row.chain_depth, [run_id])
     if not plans:
         return "done"
-    status = await state.run(plans[0], ruleset.rules.get(plans[0].rule_id), ruleset)
-    await state.settle_event(event_id)
+    status = await state.deliverer.run(plans[0], ruleset.rules.get(plans[0].rule_id), ruleset)
+    await state.deliverer.settle_event(event_id)
     return status
 
 
@@ -215,7 +186,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
             )
         ).all()
     for event_id in unsettled:
-        await state.settle_event(event_id)
+        await state.deliverer.settle_event(event_id)
     if events and state.consumer is not None:
         state.consumer.wake()  # the consumer claims them (it looks on its own too; this is a nudge)
     else:
