@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 from litestar import Litestar, Router
+from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import YamlRenderPlugin
@@ -29,10 +30,11 @@ from router.api.apidocs import VendoredRedoc
 from router.api.problems import on_client_error, on_http_error, on_unexpected
 from router.errors import ClientError
 from router.pipeline import queue
-from router.pipeline.jobs import RulesHolder
 from router.pipeline.store import EventWriter
 from router.records import db, rejections
 from router.records.transactor import Transactor
+from router.rules.holder import RulesHolder
+from router.runtime import AppState, provide_runtime
 from router.settings import Settings, get_settings
 from router.ui.errors import on_forbidden, on_not_signed_in, on_page_error
 from router.worker import build_worker, close_state, create_redis, create_state, load_rules
@@ -75,15 +77,10 @@ def create_app(
         from router.rules.reload import watch_rules  # hot reload: swap the rule set when a rule file or UI rule changes
 
         watcher = watch_rules(settings, holder, sessions)
-        state.update(
-            settings=settings,
-            engine=engine,
-            sessions=sessions,
-            rules=holder,
-            rules_watcher=watcher,
-            redis=redis,
-            writer=writer,
-        )
+        runtime = AppState(settings, engine, sessions, holder, redis, writer, watcher)
+        # handlers take `runtime` (a dependency, below); the guard, ingest and the UI pages read the same
+        # objects from the app's state by name
+        state.update(runtime.as_dict(), runtime=runtime)
         worker_task: asyncio.Task[None] | None = None
         worker: Any = None
         if embedded_worker:
@@ -158,6 +155,7 @@ def create_app(
     )
     return Litestar(
         route_handlers=[hooks.receive, guarded],
+        dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         before_send=[security_headers],  # every response, the 404 of an unknown path too
         template_config=ui.template_config(),
         lifespan=[lifespan, rejections.lifespan],  # the second starts after the first set up the engine

@@ -13,14 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from router.errors import RuleSetError
 from router.ops import chores as ops
+from router.pipeline import queue
 from router.pipeline.consumer import Consumer
 from router.pipeline.delivery import LEDGER_ORDER
-from router.pipeline.jobs import RulesHolder, WorkerState, execute_run, process_event, sweep
+from router.pipeline.jobs import execute_run, process_event, sweep
 from router.pipeline.ledger import LedgerWriter
 from router.pipeline.outbound import create_client
 from router.polling.jobs import poll_source, poll_tick
 from router.records import db
 from router.records.transactor import Transactor
+from router.rules.holder import RulesHolder
+from router.runtime import WorkerState
 from router.settings import Settings
 
 log = structlog.get_logger("router.worker")
@@ -103,8 +106,8 @@ async def create_state(settings: Settings, rules: RulesHolder | None = None, *, 
 async def close_state(state: WorkerState) -> None:
     if state.consumer is not None:
         await state.consumer.close()
-    if state.ledger is not None:
-        await state.ledger.stop()
+    if state.deliverer.ledger is not None:
+        await state.deliverer.ledger.stop()
     if state.writes is not None:
         await state.writes.close()
     await state.http.aclose()
@@ -129,8 +132,7 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         ws: WorkerState = state if state is not None else await create_state(settings)
         ctx["state"] = ws
-        ws.redis = ctx["redis"]
-        ws.destinations.redis = ctx["redis"]
+        ws.attach_redis(ctx["redis"])
         if own_state and not burst:  # a standalone worker watches the rules itself (`router dev` shares the web's)
             from router.rules.reload import watch_rules
 
@@ -139,7 +141,7 @@ def build_worker(
             await sweep(ctx)
             return
         ws.writes = Transactor(ws.engine, name="worker")
-        ws.ledger = LedgerWriter(ws.writes, LEDGER_ORDER).start()
+        ws.deliverer.ledger = LedgerWriter(ws.writes, LEDGER_ORDER).start()
         ws.consumer = worker.consumer = Consumer(ws, concurrency=settings.worker_concurrency).start()
         ctx["ops"] = await ops.start(settings, ws)  # heartbeat, metrics, alerts, prune
 
@@ -151,9 +153,9 @@ def build_worker(
         if ws is not None and ws.consumer is not None:
             await ws.consumer.close()  # cancels and hands back what is still running
             ws.consumer = worker.consumer = None
-        if ws is not None and ws.ledger is not None:
-            await ws.ledger.stop()
-            ws.ledger = None
+        if ws is not None and ws.deliverer.ledger is not None:
+            await ws.deliverer.ledger.stop()
+            ws.deliverer.ledger = None
         if ws is not None and ws.writes is not None:
             await ws.writes.close()
             ws.writes = None
@@ -163,7 +165,11 @@ def build_worker(
     # arq cron takes a set of seconds; use the largest divisor of 60 not above the interval, so sweeps are even.
     step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60) if d <= max(1, settings.sweep_interval))
     worker = RouterWorker(
-        functions=[func(process_event, max_tries=20), func(execute_run, max_tries=20), func(poll_source, max_tries=3)],
+        functions=[
+            func(process_event, name=queue.PROCESS_EVENT, max_tries=20),
+            func(execute_run, name=queue.EXECUTE_RUN, max_tries=20),
+            func(poll_source, name=queue.POLL_SOURCE, max_tries=3),
+        ],
         cron_jobs=None
         if burst
         else [

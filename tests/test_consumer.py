@@ -148,9 +148,10 @@ async def test_the_doorbell_wakes_a_consumer_at_once_and_the_database_is_the_que
     )
     monkeypatch.setattr(consumer_module, "POLL_SECONDS", 60.0)  # only the doorbell can wake it in time
     state = await create_state(settings)
-    redis = state.redis = create_redis(redis_clean)
+    redis = create_redis(redis_clean)
+    state.attach_redis(redis)
     state.writes = Transactor(state.engine, name="test")
-    state.ledger = LedgerWriter(state.writes, LEDGER_ORDER).start()
+    state.deliverer.ledger = LedgerWriter(state.writes, LEDGER_ORDER).start()
     consumer = state.consumer = Consumer(state, concurrency=10).start()
     try:
         await asyncio.sleep(0.3)  # the first look found nothing; now it waits for the doorbell
@@ -161,14 +162,14 @@ async def test_the_doorbell_wakes_a_consumer_at_once_and_the_database_is_the_que
         monkeypatch.setattr(consumer_module, "POLL_SECONDS", 0.2)
         consumer.stop_claiming()
         await consumer.close()
-        state.redis = None
+        state.attach_redis(None)
         consumer = state.consumer = Consumer(state, concurrency=10).start()
         await store(state.engine, 2)
         await _until_delivered(httpserver, 5, timeout=10)
     finally:
         await consumer.close()
         state.consumer = None
-        await state.ledger.stop()
+        await state.deliverer.ledger.stop()
         await close_state(state)
         await redis.aclose(close_connection_pool=True)
     bodies = sorted(json.loads(request.data)["n"] for request, _ in httpserver.log)

@@ -132,7 +132,7 @@ async def test_rule_tests_and_other_files_do_not_reload(router_factory: RouterFa
 async def test_a_default_secret_warning_is_logged_once_not_on_every_reload(tmp_path: Path) -> None:
     from structlog.testing import capture_logs
 
-    from router.pipeline.jobs import RulesHolder
+    from router.rules.holder import RulesHolder
     from router.rules.reload import reload_rules
     from router.settings import load_settings
 

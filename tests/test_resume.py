@@ -200,5 +200,5 @@ async def test_a_step_timeout_is_capped_within_the_job(worker_ctx: dict[str, Any
     assert state.settings.job_timeout == 30
     long = HttpConfig.model_validate({"url": "https://x.test/", "timeout": 200})
     short = HttpConfig.model_validate({"url": "https://x.test/", "timeout": 10})
-    assert state._within_job(long).timeout == 24.0  # arq would otherwise kill the job mid-call
-    assert state._within_job(short) is short
+    assert state.deliverer._within_job(long).timeout == 24.0  # arq would otherwise kill the job mid-call
+    assert state.deliverer._within_job(short) is short

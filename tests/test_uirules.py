@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from router.access import secretstore
 from router.errors import RuleSetError
-from router.pipeline.jobs import RulesHolder
 from router.records import db
 from router.records.models import AuditEntry, UiRule, utcnow
 from router.rules import stored as uirules
+from router.rules.holder import RulesHolder
 from router.rules.reload import watch_rules
 from router.rules.ruleset import load_ruleset
 from router.rules.yamlfile import parse_yaml

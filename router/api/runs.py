@@ -6,15 +6,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from pydantic import BaseModel, ConfigDict, Field
 
 from router.access.guard import principal_of
 from router.pipeline import runwait
-from router.pipeline.delivery import FAILED
-from router.pipeline.jobs import enqueuer
+from router.pipeline.queue import enqueuer
 from router.records.replay import Filters, bulk_retry, dead_letters, preview, replay_event, retry_run
+from router.records.status import RUN_FAILED
+from router.runtime import Runtime
 
 RunFailure = Literal["failed", "dead"]
 
@@ -48,7 +48,7 @@ class BulkRequest(RetryRequest):
     summary="Failed and dead runs with every attempt's error",
 )
 async def list_dead_letters(
-    state: State,
+    runtime: Runtime,
     rule: Annotated[str | None, QueryParameter(description="Only this rule.")] = None,
     source: Annotated[str | None, QueryParameter(description="Only events of this source.")] = None,
     since: Annotated[datetime | None, QueryParameter(description="Events received at or after (ISO 8601).")] = None,
@@ -62,8 +62,8 @@ async def list_dead_letters(
         bool, QueryParameter(description="Include the runs of the rule builder's Send test (left out by default).")
     ] = False,
 ) -> dict[str, Any]:
-    f = Filters(rule, source, since, until, (status,) if status else FAILED, tests=tests)
-    return {"dead_letters": await dead_letters(state.engine, f, limit)}
+    f = Filters(rule, source, since, until, (status,) if status else RUN_FAILED, tests=tests)
+    return {"dead_letters": await dead_letters(runtime.engine, f, limit)}
 
 
 @post(
@@ -75,14 +75,14 @@ async def list_dead_letters(
 )
 async def replay(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     event_id: Annotated[str, PathParameter(description="Event id.")],
     data: JSONBody[ReplayRequest | None] = None,
 ) -> Response[Any]:
     body = await replay_event(
-        state.engine,
-        enqueuer(state.redis),
-        state.rules.current,
+        runtime.engine,
+        enqueuer(runtime.redis),
+        runtime.rules.current,
         event_id,
         resend=bool(data and data.resend),
         actor=principal_of(request).actor,
@@ -99,15 +99,15 @@ async def replay(
 )
 async def retry(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     run_id: Annotated[str, PathParameter(description="Run id.")],
     data: JSONBody[RetryRequest | None] = None,
 ) -> Response[Any]:
     req = data or RetryRequest()
     body = await retry_run(
-        state.engine,
-        enqueuer(state.redis),
-        state.rules.current,
+        runtime.engine,
+        enqueuer(runtime.redis),
+        runtime.rules.current,
         run_id,
         start=req.from_ == "start",
         resend=req.resend,
@@ -124,9 +124,9 @@ async def retry(
     summary="Try a retrying or held run now instead of waiting (the same run; its attempts count on)",
 )
 async def retry_now(
-    request: Request[Any, Any, Any], state: State, run_id: Annotated[str, PathParameter(description="Run id.")]
+    request: Request[Any, Any, Any], runtime: Runtime, run_id: Annotated[str, PathParameter(description="Run id.")]
 ) -> Response[Any]:
-    body = await runwait.retry_now(state.engine, enqueuer(state.redis), run_id, actor=principal_of(request).actor)
+    body = await runwait.retry_now(runtime.engine, enqueuer(runtime.redis), run_id, actor=principal_of(request).actor)
     return Response(body, status_code=202)
 
 
@@ -137,16 +137,16 @@ async def retry_now(
     status_code=200,
     summary="Retry many failed or dead runs: a preview with a count, then a confirmed run",
 )
-async def retry_bulk(request: Request[Any, Any, Any], state: State, data: JSONBody[BulkRequest]) -> Response[Any]:
+async def retry_bulk(request: Request[Any, Any, Any], runtime: Runtime, data: JSONBody[BulkRequest]) -> Response[Any]:
     f = Filters(data.rule, data.source, data.since, data.until, tuple(data.status), tuple(data.run_ids), data.tests)
     start = data.from_ == "start"
     if data.confirm is None:
-        found = await preview(state.engine, f, start=start, ruleset=state.rules.current)
+        found = await preview(runtime.engine, f, start=start, ruleset=runtime.rules.current)
         return Response(found | {"done": False})
     body = await bulk_retry(
-        state.engine,
-        enqueuer(state.redis),
-        state.rules.current,
+        runtime.engine,
+        enqueuer(runtime.redis),
+        runtime.rules.current,
         f,
         data.confirm,
         start=start,

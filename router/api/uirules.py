@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, post, put
-from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, PathParameter
 
@@ -18,6 +17,7 @@ from router.errors import ClientError
 from router.records.db import unit_of_work
 from router.records.models import UiRule
 from router.rules import stored as uirules
+from router.runtime import Runtime
 
 RuleId = Annotated[str, PathParameter(description="The rule's id.")]
 
@@ -36,17 +36,17 @@ async def _found(session: Any, rule_id: str) -> UiRule:
     tags=["rules"],
     summary="Rules built in the UI (stored in the database)",
 )
-async def list_ui_rules(state: State) -> dict[str, Any]:
-    async with state.sessions() as session:
+async def list_ui_rules(runtime: Runtime) -> dict[str, Any]:
+    async with runtime.sessions() as session:
         rows = await uirules.list_rules(session)
-    return {"rules": [uirules.row_dict(row, state.rules.current) for row in rows]}
+    return {"rules": [uirules.row_dict(row, runtime.rules.current) for row in rows]}
 
 
 @get("/api/ui-rules/{rule_id:str}", operation_id="GetUiRule", tags=["rules"], summary="One UI rule, with its YAML")
-async def get_ui_rule(state: State, rule_id: RuleId) -> Response[dict[str, Any]]:
-    async with state.sessions() as session:
+async def get_ui_rule(runtime: Runtime, rule_id: RuleId) -> Response[dict[str, Any]]:
+    async with runtime.sessions() as session:
         row = await _found(session, rule_id)
-    return Response(uirules.row_dict(row, state.rules.current, with_yaml=True))
+    return Response(uirules.row_dict(row, runtime.rules.current, with_yaml=True))
 
 
 @put(
@@ -56,7 +56,7 @@ async def get_ui_rule(state: State, rule_id: RuleId) -> Response[dict[str, Any]]
     summary="Create or replace a UI rule from its YAML or its JSON spec",
 )
 async def put_ui_rule(
-    request: Request[Any, Any, Any], state: State, rule_id: RuleId, data: JSONBody[dict[str, Any]]
+    request: Request[Any, Any, Any], runtime: Runtime, rule_id: RuleId, data: JSONBody[dict[str, Any]]
 ) -> Response[dict[str, Any]]:
     """Body: ``{"yaml": "<one rule>"}``, or the rule itself as JSON (``id`` defaults to the URL's)."""
     if "yaml" in data:
@@ -67,18 +67,18 @@ async def put_ui_rule(
     else:
         text = uirules.dump_rule({"id": rule_id, **data})
     principal = principal_of(request)
-    async with unit_of_work(state.sessions) as session:
-        row, created = await uirules.save_rule(session, state.rules.current, rule_id, text, principal.actor)
-    await state.rules_watcher.reload()
-    return Response(uirules.row_dict(row, state.rules.current, with_yaml=True), status_code=201 if created else 200)
+    async with unit_of_work(runtime.sessions) as session:
+        row, created = await uirules.save_rule(session, runtime.rules.current, rule_id, text, principal.actor)
+    await runtime.rules_watcher.reload()
+    return Response(uirules.row_dict(row, runtime.rules.current, with_yaml=True), status_code=201 if created else 200)
 
 
-async def _switch(request: Request[Any, Any, Any], state: State, rule_id: str, enabled: bool) -> Response[Any]:
-    async with unit_of_work(state.sessions) as session:
+async def _switch(request: Request[Any, Any, Any], runtime: Runtime, rule_id: str, enabled: bool) -> Response[Any]:
+    async with unit_of_work(runtime.sessions) as session:
         row = await _found(session, rule_id)
-        await uirules.switch_rule(session, state.rules.current, row, enabled, principal_of(request).actor)
-    await state.rules_watcher.reload()
-    return Response(uirules.row_dict(row, state.rules.current))
+        await uirules.switch_rule(session, runtime.rules.current, row, enabled, principal_of(request).actor)
+    await runtime.rules_watcher.reload()
+    return Response(uirules.row_dict(row, runtime.rules.current))
 
 
 @post(
@@ -88,8 +88,8 @@ async def _switch(request: Request[Any, Any, Any], state: State, rule_id: str, e
     status_code=200,
     summary="Enable a UI rule (it must still compile)",
 )
-async def enable_ui_rule(request: Request[Any, Any, Any], state: State, rule_id: RuleId) -> Response[Any]:
-    return await _switch(request, state, rule_id, True)
+async def enable_ui_rule(request: Request[Any, Any, Any], runtime: Runtime, rule_id: RuleId) -> Response[Any]:
+    return await _switch(request, runtime, rule_id, True)
 
 
 @post(
@@ -99,8 +99,8 @@ async def enable_ui_rule(request: Request[Any, Any, Any], state: State, rule_id:
     status_code=200,
     summary="Disable a UI rule",
 )
-async def disable_ui_rule(request: Request[Any, Any, Any], state: State, rule_id: RuleId) -> Response[Any]:
-    return await _switch(request, state, rule_id, False)
+async def disable_ui_rule(request: Request[Any, Any, Any], runtime: Runtime, rule_id: RuleId) -> Response[Any]:
+    return await _switch(request, runtime, rule_id, False)
 
 
 @delete(
@@ -110,10 +110,10 @@ async def disable_ui_rule(request: Request[Any, Any, Any], state: State, rule_id
     status_code=200,
     summary="Delete a UI rule",
 )
-async def delete_ui_rule(request: Request[Any, Any, Any], state: State, rule_id: RuleId) -> Response[Any]:
-    async with unit_of_work(state.sessions) as session:
+async def delete_ui_rule(request: Request[Any, Any, Any], runtime: Runtime, rule_id: RuleId) -> Response[Any]:
+    async with unit_of_work(runtime.sessions) as session:
         await uirules.delete_rule(session, await _found(session, rule_id), principal_of(request).actor)
-    await state.rules_watcher.reload()
+    await runtime.rules_watcher.reload()
     return Response({"id": rule_id, "deleted": True})
 
 

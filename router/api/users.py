@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, patch, post
-from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +16,7 @@ from router.access.auth import Role
 from router.access.guard import principal_of
 from router.errors import ClientError
 from router.records.db import unit_of_work
+from router.runtime import Runtime
 
 ADMIN = {"role": "admin"}
 ANYONE = {"role": "viewer"}  # signed in with any role (their own tokens)
@@ -51,8 +51,8 @@ async def me(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @get("/api/users", operation_id="ListUsers", tags=["access"], summary="Every user (admin)", opt=ADMIN)
-async def list_users(state: State) -> dict[str, Any]:
-    async with state.sessions() as session:
+async def list_users(runtime: Runtime) -> dict[str, Any]:
+    async with runtime.sessions() as session:
         return {"users": [accounts.user_dict(u) for u in await accounts.list_users(session)]}
 
 
@@ -64,10 +64,10 @@ async def list_users(state: State) -> dict[str, Any]:
     opt=ADMIN,
     status_code=201,
 )
-async def create_user(request: Request[Any, Any, Any], state: State, data: JSONBody[UserCreate]) -> Response[Any]:
+async def create_user(request: Request[Any, Any, Any], runtime: Runtime, data: JSONBody[UserCreate]) -> Response[Any]:
     principal = principal_of(request)
     password = data.password or accounts.generate_password()
-    async with unit_of_work(state.sessions) as session:
+    async with unit_of_work(runtime.sessions) as session:
         user = await accounts.add_user(session, principal.actor, data.username, password, data.role)
     body: dict[str, Any] = {"user": accounts.user_dict(user)}
     if data.password is None:
@@ -84,13 +84,13 @@ async def create_user(request: Request[Any, Any, Any], state: State, data: JSONB
 )
 async def update_user(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     username: Annotated[str, PathParameter(description="User name.")],
     data: JSONBody[UserPatch],
 ) -> Response[Any]:
     principal = principal_of(request)
     change = accounts.UserChange(role=data.role, disabled=data.disabled, password=data.password)
-    async with unit_of_work(state.sessions) as session:
+    async with unit_of_work(runtime.sessions) as session:
         user = await accounts.change_user(session, principal.actor, username, change)
     return Response({"user": accounts.user_dict(user)})
 
@@ -102,9 +102,9 @@ async def update_user(
     summary="API tokens: your own, or everyone's for an admin",
     opt=ANYONE,
 )
-async def list_tokens(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+async def list_tokens(request: Request[Any, Any, Any], runtime: Runtime) -> dict[str, Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         rows = await accounts.list_tokens(session, None if principal.can("admin") else principal.user_id)
     return {"tokens": [accounts.token_dict(token, name) for token, name in rows]}
 
@@ -117,13 +117,13 @@ async def list_tokens(request: Request[Any, Any, Any], state: State) -> dict[str
     opt=ANYONE,
     status_code=201,
 )
-async def create_token(request: Request[Any, Any, Any], state: State, data: JSONBody[TokenCreate]) -> Response[Any]:
+async def create_token(request: Request[Any, Any, Any], runtime: Runtime, data: JSONBody[TokenCreate]) -> Response[Any]:
     principal = principal_of(request)
     if data.username not in (None, principal.username) and not principal.can("admin"):
         raise ClientError(
             "username: only an admin creates tokens for other users; leave it out", status=403, title="Forbidden"
         )
-    async with unit_of_work(state.sessions) as session:
+    async with unit_of_work(runtime.sessions) as session:
         owner = await accounts.get_user(session, data.username or principal.username)
         row, token = await accounts.add_token(session, principal.actor, owner, data.name)
     return Response(accounts.token_dict(row, owner.username) | {"token": token}, status_code=201)
@@ -139,10 +139,10 @@ async def create_token(request: Request[Any, Any, Any], state: State, data: JSON
 )
 async def revoke_token(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     token_id: Annotated[str, PathParameter(description="Token id (from GET /api/tokens).")],
 ) -> Response[Any]:
     principal = principal_of(request)
-    async with unit_of_work(state.sessions) as session:
+    async with unit_of_work(runtime.sessions) as session:
         row, owner = await accounts.remove_token(session, principal, token_id)
     return Response({"token": accounts.token_dict(row, owner)})

@@ -16,9 +16,9 @@ from typing import Any
 import click
 
 from router.cli.users import cli_actor
-from router.pipeline.delivery import FAILED
-from router.pipeline.jobs import enqueuer
+from router.pipeline.queue import enqueuer
 from router.records.replay import Filters, ReplayError, bulk_retry, dead_letters, preview, replay_event, retry_run
+from router.records.status import RUN_FAILED
 from router.settings import Settings
 
 
@@ -81,7 +81,7 @@ def _filters(
     def utc(value: datetime | None) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
-    return Filters(rule, source, utc(since), utc(until), status or FAILED)
+    return Filters(rule, source, utc(since), utc(until), status or RUN_FAILED)
 
 
 @click.command(name="dead-letters")

@@ -33,6 +33,7 @@ from router.pipeline.store import insert_events
 from router.records.eventlog import id_floor
 from router.records.models import AlertState, Attempt, Event, Run
 from router.records.stats import _destination
+from router.records.status import RUN_FAILED, AttemptOutcome
 from router.rules.alerts import SOURCE, CompiledAlert
 from router.rules.ruleset import RuleSet
 
@@ -111,7 +112,7 @@ async def _destination_failing(ctx: Context, alert: CompiledAlert) -> list[Obser
         failures = 0
         last_error = ""
         for started, outcome, error in attempts:
-            if outcome == "succeeded":
+            if outcome == AttemptOutcome.SUCCEEDED:
                 failed_since, failures = None, 0
             else:
                 failed_since = failed_since or started
@@ -147,11 +148,9 @@ async def _dead_letters(ctx: Context, alert: CompiledAlert) -> list[Observation]
     since = ctx.now - timedelta(seconds=alert.within_seconds)
     async with ctx.engine.connect() as conn:
         died = await conn.scalar(
-            select(func.count()).where(
-                Run.status.in_(("dead", "failed")), Run.finished_at >= since, Run.finished_at <= ctx.now
-            )
+            select(func.count()).where(Run.status.in_(RUN_FAILED), Run.finished_at >= since, Run.finished_at <= ctx.now)
         )
-        total = await conn.scalar(select(func.count()).where(Run.status.in_(("dead", "failed"))))
+        total = await conn.scalar(select(func.count()).where(Run.status.in_(RUN_FAILED)))
     died, window = int(died or 0), _span(alert.within_seconds)
     if died >= alert.at_least:
         summary = f"{died} run(s) failed for good in the last {window} ({total} dead letter(s) in all)"

@@ -17,13 +17,16 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from router import metrics
 from router.ops import heartbeat
 from router.settings import Settings
+
+if TYPE_CHECKING:
+    from router.runtime import WorkerState
 
 log = structlog.get_logger("router.ops")
 
@@ -38,12 +41,14 @@ class Ops:
     port: int | None = None
 
 
-def worker_gauges(state: Any, loop: asyncio.AbstractEventLoop) -> Callable[[], metrics.Gauges]:
+def worker_gauges(state: WorkerState, loop: asyncio.AbstractEventLoop) -> Callable[[], metrics.Gauges]:
     """Read the gauges on the worker's loop (the scrape runs in prometheus-client's thread)."""
 
     async def read() -> metrics.Gauges:
         queue = await metrics.queue_figures(state.engine)
-        breakers = {key: b.state in ("open", "half_open") for key, b in list(state.destinations.breakers.items())}
+        breakers = {
+            key: b.state in ("open", "half_open") for key, b in list(state.deliverer.destinations.breakers.items())
+        }
         return metrics.Gauges(queue, len(state.rules.current.rules), breakers)
 
     def gauges() -> metrics.Gauges:
@@ -56,7 +61,7 @@ def worker_gauges(state: Any, loop: asyncio.AbstractEventLoop) -> Callable[[], m
     return gauges
 
 
-def serve_metrics(port: int, host: str, state: Any) -> tuple[Any, int]:
+def serve_metrics(port: int, host: str, state: WorkerState) -> tuple[Any, int]:
     """prometheus-client's HTTP server on ``host:port`` (0: any free port); returns it and its port."""
     from prometheus_client import start_http_server
 
@@ -92,8 +97,8 @@ async def periodic(
             await asyncio.wait_for(stop.wait(), timeout=delay)
 
 
-async def start(settings: Settings, state: Any) -> Ops:
-    """Start the chores of one worker (``state`` is its router.pipeline.jobs.WorkerState, with ``redis`` set)."""
+async def start(settings: Settings, state: WorkerState) -> Ops:
+    """Start the chores of one worker (``state`` is its router.runtime.WorkerState, with ``redis`` set)."""
     ops = Ops()
     beat = heartbeat.run(state.redis, state.engine, settings.heartbeat_timeout, ops.stop_event)
     ops.tasks.append(asyncio.create_task(beat, name="heartbeat"))
@@ -104,7 +109,7 @@ async def start(settings: Settings, state: Any) -> Ops:
     return ops
 
 
-def chores(settings: Settings, state: Any) -> list[tuple[str, float, Callable[[], Awaitable[object]]]]:
+def chores(settings: Settings, state: WorkerState) -> list[tuple[str, float, Callable[[], Awaitable[object]]]]:
     """The cluster-wide periodic chores: (name, every seconds, coroutine function)."""
     from router.ops import alerts
     from router.records import retention

@@ -23,15 +23,18 @@ from router import logs
 from router.pipeline.delivery import RunPlan, StepRow
 from router.pipeline.match import EVENT_COLUMNS, build_context, event_from_row, match_rules
 from router.records.models import Event, Run, RunStep, new_id, utcnow
+from router.records.status import EventStatus, RunStatus, StepStatus
 from router.rules.ruleset import RuleSet
 
 log = structlog.get_logger("router.claim")
 
 COLUMNS = (*EVENT_COLUMNS, Event.chain_depth, Event.via)
-_PICK_ONE = select(*COLUMNS).where(Event.id == bindparam("b_id"), Event.status == "received").with_for_update()
+_PICK_ONE = (
+    select(*COLUMNS).where(Event.id == bindparam("b_id"), Event.status == EventStatus.RECEIVED).with_for_update()
+)
 _SET_ROUTED = (
     update(Event)
-    .where(Event.id == bindparam("b_id"), Event.status == "received")
+    .where(Event.id == bindparam("b_id"), Event.status == EventStatus.RECEIVED)
     .values(
         status=bindparam("b_status"),
         matched=bindparam("b_matched"),
@@ -47,7 +50,7 @@ def pick_statement(limit: int) -> Any:
     """Up to ``limit`` received events, oldest first, locked (PostgreSQL) past those another worker holds."""
     return (
         select(*COLUMNS)
-        .where(Event.status == "received")
+        .where(Event.status == EventStatus.RECEIVED)
         .order_by(Event.received_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -91,7 +94,7 @@ def route(conn: Connection, rows: Any, ruleset: RuleSet, now: datetime) -> Claim
         states.append(
             {
                 "b_id": row.id,
-                "b_status": "routed" if matched else "unmatched",
+                "b_status": EventStatus.ROUTED if matched else EventStatus.UNMATCHED,
                 "b_matched": len(matched),
                 "b_now": now,
                 "b_version": ruleset.version,
@@ -109,14 +112,14 @@ def route(conn: Connection, rows: Any, ruleset: RuleSet, now: datetime) -> Claim
                     "rule_id": rule.id,
                     "rule_location": rule.location,
                     "ruleset_version": ruleset.version,
-                    "status": "running",
+                    "status": RunStatus.RUNNING,
                     "created_at": now,
                     "started_at": now,
                 }
             )
             step_rows = []
             for position, step in enumerate(rule.steps):
-                step_row = StepRow(new_id(), step.id, "pending", f"{row.id}:{rule.id}:{step.id}")
+                step_row = StepRow(new_id(), step.id, StepStatus.PENDING, f"{row.id}:{rule.id}:{step.id}")
                 step_rows.append(step_row)
                 steps.append(
                     {
@@ -125,7 +128,7 @@ def route(conn: Connection, rows: Any, ruleset: RuleSet, now: datetime) -> Claim
                         "position": position,
                         "step_id": step.id,
                         "action": step.action,
-                        "status": "pending",
+                        "status": StepStatus.PENDING,
                         "idempotency_key": step_row.idempotency_key,
                         "attempts_count": 0,
                     }

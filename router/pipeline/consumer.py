@@ -30,15 +30,16 @@ from router.pipeline.claim import Claimed, claim_batch
 from router.pipeline.delivery import RunPlan
 from router.pipeline.ledger import describe
 from router.records.models import Event, Run, utcnow
+from router.records.status import EventStatus, RunStatus
 
 if TYPE_CHECKING:
-    from router.pipeline.jobs import WorkerState
+    from router.runtime import WorkerState
 
 log = structlog.get_logger("router.consumer")
 
 BATCH = 128
 POLL_SECONDS = 0.5  # a look at the database when no doorbell rang (Redis away, or a message lost)
-_ANY_RECEIVED = select(Event.id).where(Event.status == "received").limit(1)
+_ANY_RECEIVED = select(Event.id).where(Event.status == EventStatus.RECEIVED).limit(1)
 
 
 class Consumer:
@@ -161,11 +162,13 @@ class Consumer:
         state = self.state
         ruleset = state.rules.current
         if len(plans) == 1:  # the common case: no gather, no extra task
-            await state.run(plans[0], ruleset.rules.get(plans[0].rule_id), ruleset)
+            await state.deliverer.run(plans[0], ruleset.rules.get(plans[0].rule_id), ruleset)
         else:
-            await asyncio.gather(*(state.run(plan, ruleset.rules.get(plan.rule_id), ruleset) for plan in plans))
+            await asyncio.gather(
+                *(state.deliverer.run(plan, ruleset.rules.get(plan.rule_id), ruleset) for plan in plans)
+            )
         if not plans[0].finishes_event:
-            await state.settle_event(event_id)
+            await state.deliverer.settle_event(event_id)
 
     # -- the doorbell ----------------------------------------------------------------------------
     async def _doorbell(self) -> None:
@@ -199,11 +202,11 @@ class Consumer:
             async with self.state.engine.begin() as conn:
                 await conn.execute(
                     update(Run)
-                    .where(Run.id.in_(run_ids), Run.status.in_(("running", "pending")))
-                    .values(status="pending", next_attempt_at=utcnow())
+                    .where(Run.id.in_(run_ids), Run.status.in_((RunStatus.RUNNING, RunStatus.PENDING)))
+                    .values(status=RunStatus.PENDING, next_attempt_at=utcnow())
                 )
             for run_id in run_ids:
-                await self.state.enqueue("execute_run", run_id, job_id=f"run:{run_id}:handback:{stamp}")
+                await queue.enqueue_run(self.state.enqueue, run_id, job_id=queue.JobId.handback(run_id, stamp))
             log.info("runs_handed_back", runs=len(run_ids))
         except Exception as exc:  # the reconciler finds them once they are stale
             log.warning("hand_back_failed", runs=len(run_ids), error=str(exc))

@@ -31,16 +31,24 @@ from router.pipeline.ledger import LedgerWriter, Op, execute_ops
 from router.pipeline.limits import Lease
 from router.pipeline.match import Rendered, build_context, redact, render_step
 from router.pipeline.outbound import OutboundClient
+from router.pipeline.queue import Enqueue, JobId
 from router.pipeline.retry import RetryPolicy, compile_policy
 from router.pipeline.store import insert_events
 from router.records.models import Attempt, Event, Run, RunStep, utcnow
+from router.records.status import (
+    EVENT_OF_RUN,
+    RUN_FAILED,
+    RUN_TERMINAL,
+    AttemptOutcome,
+    EventStatus,
+    RunStatus,
+    StepStatus,
+)
 from router.rules.ruleset import CompiledRule, CompiledStep, RuleSet
 from router.settings import Settings
 
 log = structlog.get_logger("router.delivery")
 
-TERMINAL = ("succeeded", "failed", "dead", "superseded")  # superseded: a replay replaced the waiting run
-FAILED = ("failed", "dead")
 
 # Hot statements, built once: building and cache-keying a statement per call cost more than running it.
 _INSERT_ATTEMPT = insert(Attempt)
@@ -71,25 +79,26 @@ _CLOSE_RUN = (
     )
 )
 _CLOSE_EVENT = (
-    update(Event).where(Event.id == bindparam("b_id"), Event.status == "routed").values(status=bindparam("b_status"))
+    update(Event)
+    .where(Event.id == bindparam("b_id"), Event.status == EventStatus.ROUTED)
+    .values(status=bindparam("b_status"))
 )
 # An event's state from its runs' (an event with several runs is settled after each of them ends).
-_ANY_FAILED = exists().where(Run.event_id == bindparam("b_id"), Run.status.in_(FAILED))
-_ANY_OPEN = exists().where(Run.event_id == bindparam("b_id"), Run.status.not_in(TERMINAL))
+_ANY_FAILED = exists().where(Run.event_id == bindparam("b_id"), Run.status.in_(RUN_FAILED))
+_ANY_OPEN = exists().where(Run.event_id == bindparam("b_id"), Run.status.not_in(RUN_TERMINAL))
 _SETTLE_FAILED = (
     update(Event)
-    .where(Event.id == bindparam("b_id"), Event.status.in_(("routed", "succeeded")), _ANY_FAILED)
-    .values(status="failed")
+    .where(Event.id == bindparam("b_id"), Event.status.in_((EventStatus.ROUTED, EventStatus.SUCCEEDED)), _ANY_FAILED)
+    .values(status=EventStatus.FAILED)
 )
 _SETTLE_SUCCEEDED = (
     update(Event)
-    .where(Event.id == bindparam("b_id"), Event.status == "routed", ~_ANY_OPEN, ~_ANY_FAILED)
-    .values(status="succeeded")
+    .where(Event.id == bindparam("b_id"), Event.status == EventStatus.ROUTED, ~_ANY_OPEN, ~_ANY_FAILED)
+    .values(status=EventStatus.SUCCEEDED)
 )
 # The order the ledger writer commits these in when it merges many units into one transaction.
 LEDGER_ORDER = (_INSERT_ATTEMPT, _SAVE_STEP, _CLOSE_RUN, _CLOSE_EVENT, _SETTLE_FAILED, _SETTLE_SUCCEEDED)
 
-EVENT_STATUS = {"succeeded": "succeeded", "failed": "failed", "dead": "failed"}
 SKIPPED_OUTPUT: dict[str, Any] = {"status": None, "headers": {}, "body": None, "skipped": True}
 
 
@@ -128,7 +137,7 @@ class Deliverer:
     settings: Settings
     engine: AsyncEngine
     http: OutboundClient
-    enqueue: Any = None  # async (function, *args, job_id=) -> None
+    enqueue: Enqueue  # the worker state's: queue a job (router/pipeline/queue.py)
     ledger: LedgerWriter | None = None
     redis: Any = None  # ArqRedis, set once the pool exists
     destinations: Destinations = field(init=False)
@@ -148,17 +157,17 @@ class Deliverer:
         """Execute the run's pending steps; return its final status."""
         logs.bind(event_id=plan.event["id"], rule=plan.rule_id, run_id=plan.id)  # on every line about this run
         if rule is None:
-            return await self._finish(plan, "failed", f"rule {plan.rule_id!r} is no longer loaded")
+            return await self._finish(plan, RunStatus.FAILED, f"rule {plan.rule_id!r} is no longer loaded")
         compiled = {s.id: s for s in rule.steps}
         outputs: dict[str, Any] = {}
-        todo = [row for row in plan.steps if row.status not in ("succeeded", "skipped")]
+        todo = [row for row in plan.steps if row.status not in (StepStatus.SUCCEEDED, StepStatus.SKIPPED)]
         for row in plan.steps:
-            if row.status == "succeeded":
+            if row.status == StepStatus.SUCCEEDED:
                 outputs[row.step_id] = row.output
-            elif row.status == "skipped":  # `when` was false, or the ledger says it was sent before
+            elif row.status == StepStatus.SKIPPED:  # `when` was false, or the ledger says it was sent before
                 outputs[row.step_id] = row.output if row.output is not None else SKIPPED_OUTPUT
         if not todo:
-            return await self._finish(plan, "succeeded", None)
+            return await self._finish(plan, RunStatus.SUCCEEDED, None)
         started = time.monotonic()
         budget = self.settings.job_timeout / 2
         for row in todo:
@@ -166,16 +175,18 @@ class Deliverer:
                 return await self._hand_off(plan, row)
             step = compiled.get(row.step_id)
             if step is None:
-                return await self._finish(plan, "failed", f"step {row.step_id!r} is no longer in rule {rule.id!r}")
+                return await self._finish(
+                    plan, RunStatus.FAILED, f"step {row.step_id!r} is no longer in rule {rule.id!r}"
+                )
             last = row is todo[-1]
             logs.bind(step=row.step_id)
             ctx = build_context(plan.event, ruleset.secrets, outputs)
             outcome = await self._step(plan, row, step, ctx, ruleset, last, rule)
-            if outcome.status not in ("succeeded", "skipped"):
+            if outcome.status not in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
                 return outcome.status
-            outputs[row.step_id] = row.output if row.status == "succeeded" else SKIPPED_OUTPUT
+            outputs[row.step_id] = row.output if row.status == StepStatus.SUCCEEDED else SKIPPED_OUTPUT
             crash_point("mid_chain", when=not last)  # test-only (router/faults.py): step recorded, next not begun
-        return "succeeded"
+        return RunStatus.SUCCEEDED
 
     async def _step(
         self,
@@ -190,30 +201,32 @@ class Deliverer:
         started, t0 = utcnow(), time.perf_counter()
         rendered = render_step(step, ctx)
         if rendered.skipped:
-            outcome = Outcome("skipped", started, t0)
+            outcome = Outcome(StepStatus.SKIPPED, started, t0)
         elif rendered.error is not None:
-            outcome = Outcome("failed", started, t0, rendered=rendered.with_, error=str(rendered.error), tried=True)
+            outcome = Outcome(
+                StepStatus.FAILED, started, t0, rendered=rendered.with_, error=str(rendered.error), tried=True
+            )
         else:
             outcome = await self._execute(plan, row, step, rendered, ruleset, started, t0)
         crash_point("after_send")  # test-only (router/faults.py): the action returned, its outcome not yet recorded
         outcome.redact(ruleset.secrets)
-        run_status: str | None = "succeeded" if last else None
+        run_status: str | None = RunStatus.SUCCEEDED if last else None
         run_error = job_id = None
         if outcome.hold is not None:  # not sent (or a 410): wait, without using up an attempt
             hold = outcome.hold
             outcome.note, run_error = hold.reason, f"step {row.step_id!r}: {hold.reason}"
             if hold.paused:
-                run_status = outcome.status = "held"
+                run_status = outcome.status = RunStatus.HELD
             else:
-                run_status = outcome.status = "retrying"
+                run_status = outcome.status = RunStatus.RETRYING
                 outcome.next_attempt_at = utcnow() + timedelta(seconds=hold.seconds)
-                job_id = f"run:{plan.id}:held:{int(time.time() + hold.seconds)}"
+                job_id = JobId.held(plan.id, int(time.time() + hold.seconds))
             outcome.error = None if not outcome.tried else outcome.error
         elif outcome.error is not None:
             run_status = outcome.status = self._after_failure(row, outcome, rule, step)
             run_error = f"step {row.step_id!r}: {outcome.error}"
-            if run_status == "retrying":
-                job_id = f"run:{plan.id}:{row.attempts_count + 2}"
+            if run_status == RunStatus.RETRYING:
+                job_id = JobId.attempt(plan.id, row.attempts_count + 2)
         ops = self._save(row, outcome)
         if run_status is not None:
             ops += self._close(plan, run_status, run_error, outcome.next_attempt_at, job_id)
@@ -226,13 +239,13 @@ class Deliverer:
         if job_id is not None and outcome.next_attempt_at is not None:
             delay = max(0.0, (outcome.next_attempt_at - utcnow()).total_seconds())
             try:
-                await self.enqueue("execute_run", plan.id, job_id=job_id, defer=delay)
+                await queue.enqueue_run(self.enqueue, plan.id, job_id=job_id, defer=delay)
             except Exception as exc:  # Redis down: the reconciler enqueues it under the same job id
                 log.warning("retry_enqueue_failed", run_id=plan.id, error=str(exc))
-        elif run_status is not None and (run_status != "succeeded" or logs.debugging()):
+        elif run_status is not None and (run_status != RunStatus.SUCCEEDED or logs.debugging()):
             # a success is counted (router_step_attempts_total), and written as a line only at DEBUG
             log.log(
-                logging.INFO if run_status != "succeeded" else logging.DEBUG,
+                logging.INFO if run_status != RunStatus.SUCCEEDED else logging.DEBUG,
                 "run_finished",
                 run_id=plan.id,
                 rule=plan.rule_id,
@@ -258,12 +271,12 @@ class Deliverer:
             self.settings.slack_api_url,
         )
         if dest is not None and (hold := await self.destinations.check(dest)) is not None:
-            return Outcome("held", started, t0, rendered=rendered.with_, hold=hold)
+            return Outcome(StepStatus.HELD, started, t0, rendered=rendered.with_, hold=hold)
         lease: Lease | None = None
         if dest is not None and step.limits is not None:
             hold, lease = await self.destinations.within_limits(dest, step.limits)
             if hold is not None:
-                return Outcome("held", started, t0, rendered=rendered.with_, hold=hold)
+                return Outcome(StepStatus.HELD, started, t0, rendered=rendered.with_, hold=hold)
         try:
             return await self._call(plan, row, step, rendered, ruleset, started, t0, dest)
         finally:
@@ -293,7 +306,7 @@ class Deliverer:
             result = await ACTIONS[step.action].execute(self._within_job(rendered.config), actx)
         except ActionError as exc:
             outcome = Outcome(
-                "failed",
+                StepStatus.FAILED,
                 started,
                 t0,
                 rendered=rendered.with_,
@@ -307,7 +320,7 @@ class Deliverer:
         except Exception as exc:  # a bug must not leave the run stuck in `running`
             log.exception("step_crashed", step=row.step_id, event_id=plan.event["id"])
             return Outcome(
-                "failed",
+                StepStatus.FAILED,
                 started,
                 t0,
                 rendered=rendered.with_,
@@ -316,7 +329,7 @@ class Deliverer:
             )
         else:
             outcome = Outcome(
-                "succeeded",
+                StepStatus.SUCCEEDED,
                 started,
                 t0,
                 rendered=rendered.with_,
@@ -339,11 +352,11 @@ class Deliverer:
     async def _hand_off(self, plan: RunPlan, row: StepRow) -> str:
         """Past half the job's time: leave the rest of the run to a new job, so no job outlives its timeout
         (a killed worker's work must come back within seconds, which needs short job timeouts)."""
-        job_id = f"run:{plan.id}:from:{row.id}"
-        await self.commit(self._close(plan, "pending", None, utcnow(), job_id))
-        await self.enqueue("execute_run", plan.id, job_id=job_id)
+        job_id = JobId.handoff(plan.id, row.id)
+        await self.commit(self._close(plan, RunStatus.PENDING, None, utcnow(), job_id))
+        await queue.enqueue_run(self.enqueue, plan.id, job_id=job_id)
         log.info("run_handed_off", run_id=plan.id, next_step=row.step_id)
-        return "pending"
+        return RunStatus.PENDING
 
     def policy(self, rule: CompiledRule, step: CompiledStep) -> RetryPolicy:
         """The step's retry policy: its own `retry`, else its rule's, else the global schedule."""
@@ -353,15 +366,15 @@ class Deliverer:
     def _after_failure(self, row: StepRow, outcome: Outcome, rule: CompiledRule, step: CompiledStep) -> str:
         """`retrying` (with the time of the next attempt), `dead` (attempts exhausted) or `failed` (permanent)."""
         if not outcome.retryable:
-            return "failed"
+            return RunStatus.FAILED
         policy = self.policy(rule, step)
         made = row.attempts_count + 1  # this attempt included
         if made >= policy.max_attempts:
             outcome.error = f"{outcome.error} (gave up after {made} attempt{'s' if made > 1 else ''})"
-            return "dead"
+            return RunStatus.DEAD
         delay = policy.delay_before(made + 1, outcome.retry_after)
         outcome.next_attempt_at = utcnow() + timedelta(seconds=delay)
-        return "retrying"
+        return RunStatus.RETRYING
 
     def _save(self, row: StepRow, o: Outcome) -> list[Op]:
         """The statements recording a step's outcome (and its attempt, if one was made)."""
@@ -384,7 +397,7 @@ class Deliverer:
                         "response_body": None
                         if body is None
                         else (body if isinstance(body, str) else _json(body))[:4096],
-                        "outcome": "failed" if o.error else "succeeded",
+                        "outcome": AttemptOutcome.FAILED if o.error else AttemptOutcome.SUCCEEDED,
                         "error": o.error,
                         "retryable": o.retryable,
                     },
@@ -418,7 +431,7 @@ class Deliverer:
         job_id: str | None = None,
     ) -> list[Op]:
         """The statements setting a run's state (and its event's, when the run is the event's only one)."""
-        done = status in TERMINAL
+        done = status in RUN_TERMINAL
         ops: list[Op] = [
             (
                 _CLOSE_RUN,
@@ -433,7 +446,7 @@ class Deliverer:
             )
         ]
         if plan.finishes_event and done:
-            ops.append((_CLOSE_EVENT, {"b_id": plan.event["id"], "b_status": EVENT_STATUS[status]}))
+            ops.append((_CLOSE_EVENT, {"b_id": plan.event["id"], "b_status": EVENT_OF_RUN[RunStatus(status)]}))
         return ops
 
     async def _finish(self, plan: RunPlan, status: str, error: str | None) -> str:

@@ -26,8 +26,11 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from router.pipeline import queue
 from router.pipeline.limits import Lease, Limiter, LimitSpec
+from router.pipeline.queue import Enqueue, JobId
 from router.records.models import Destination, utcnow
+from router.records.status import RunStatus, StepStatus
 
 log = structlog.get_logger("router.destinations")
 
@@ -239,7 +242,7 @@ class Destinations:
             log.debug("breaker_publish_failed", error=str(exc))
 
 
-async def resume(engine: AsyncEngine, enqueue: Any, key: str, *, actor: str | None = None) -> dict[str, Any]:
+async def resume(engine: AsyncEngine, enqueue: Enqueue, key: str, *, actor: str | None = None) -> dict[str, Any]:
     """Un-pause a destination and send its held steps on their way again.
 
     With ``actor``, an audit entry ``destination_resume`` is written in the same transaction (when
@@ -258,7 +261,11 @@ async def resume(engine: AsyncEngine, enqueue: Any, key: str, *, actor: str | No
             .values(paused=False, resumed_at=utcnow())
         )
         held = (
-            (await conn.execute(select(RunStep.run_id).where(RunStep.status == "held", RunStep.note.like(marker))))
+            (
+                await conn.execute(
+                    select(RunStep.run_id).where(RunStep.status == StepStatus.HELD, RunStep.note.like(marker))
+                )
+            )
             .scalars()
             .all()
         )
@@ -266,13 +273,13 @@ async def resume(engine: AsyncEngine, enqueue: Any, key: str, *, actor: str | No
         if runs:
             await conn.execute(
                 update(RunStep)
-                .where(RunStep.run_id.in_(runs), RunStep.status == "held")
-                .values(status="pending", note=None)
+                .where(RunStep.run_id.in_(runs), RunStep.status == StepStatus.HELD)
+                .values(status=StepStatus.PENDING, note=None)
             )
             await conn.execute(
                 update(Run)
-                .where(Run.id.in_(runs), Run.status == "held")
-                .values(status="pending", error=None, next_attempt_at=utcnow())
+                .where(Run.id.in_(runs), Run.status == RunStatus.HELD)
+                .values(status=RunStatus.PENDING, error=None, next_attempt_at=utcnow())
             )
         if actor is not None and (found.rowcount or runs):
             await audit.record_on(conn, actor, "destination_resume", key, {"runs": len(runs)})
@@ -280,7 +287,7 @@ async def resume(engine: AsyncEngine, enqueue: Any, key: str, *, actor: str | No
         return {"destination": key, "resumed": False, "runs": 0}
     stamp = int(time.time())
     for run_id in runs:
-        await enqueue("execute_run", run_id, job_id=f"run:{run_id}:resume:{stamp}")
+        await queue.enqueue_run(enqueue, run_id, job_id=JobId.resume(run_id, stamp))
     log.info("destination_resumed", destination=key, runs=len(runs))
     return {"destination": key, "resumed": True, "runs": len(runs)}
 

@@ -22,6 +22,7 @@ from router.errors import IngestError, SignatureError, TemplateRenderError
 from router.pipeline.match import build_context, event_dict
 from router.pipeline.signatures import SCHEMES, VerifyConfig, verify
 from router.records.models import new_id
+from router.records.status import EventStatus
 from router.rules.ruleset import CompiledSource, RuleSet
 
 _json = msgspec.json.Decoder()
@@ -249,7 +250,7 @@ def new_event_row(
         "body": body,
         "raw_body": req.raw,
         "dedupe_key": dedupe,
-        "status": "received",
+        "status": EventStatus.RECEIVED,
         "matched": 0,
         "chain_depth": chain_depth,
         "parent_step_id": parent_step_id,

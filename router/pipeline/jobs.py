@@ -8,24 +8,25 @@ job for an event already routed resumes its unfinished runs.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import bindparam, exists, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router import logs
-from router.pipeline import runwait
+from router.pipeline import queue, runwait
 from router.pipeline.claim import claim_one
-from router.pipeline.consumer import Consumer
-from router.pipeline.delivery import TERMINAL, Deliverer, RunPlan, StepRow
+from router.pipeline.delivery import RunPlan, StepRow
 from router.pipeline.match import EVENT_COLUMNS, event_from_row
+from router.pipeline.queue import JobId
 from router.records.db import write_transaction
 from router.records.models import Event, Run, RunStep, utcnow
-from router.records.transactor import Transactor
-from router.rules.ruleset import RuleSet
+from router.records.status import RUN_TERMINAL, EventStatus, RunStatus
+
+if TYPE_CHECKING:
+    from router.runtime import WorkerState
 
 log = structlog.get_logger("router.jobs")
 
@@ -35,47 +36,10 @@ _EVENT_COLUMNS = (*EVENT_COLUMNS, Event.status, Event.chain_depth, Event.routed_
 _LOAD_EVENT = select(*_EVENT_COLUMNS).where(Event.id == bindparam("b_id"))
 
 
-@dataclass
-class RulesHolder:
-    """The rule set in force and the errors of the last load."""
-
-    current: RuleSet = field(default_factory=RuleSet)
-    errors: list[str] = field(default_factory=list)
-    loaded: bool = False
-
-
-def enqueuer(redis: Any) -> Any:
-    """``enqueue(function, *args, job_id=, defer=)`` on an arq Redis: the one way work is queued."""
-
-    async def enqueue(function: str, *args: Any, job_id: str, defer: float | None = None) -> None:
-        await redis.enqueue_job(function, *args, _job_id=job_id, _defer_by=defer)
-
-    return enqueue
-
-
-@dataclass
-class WorkerState(Deliverer):
-    """A worker process's shared objects (created at start-up, kept in the arq context)."""
-
-    sessions: async_sessionmaker[AsyncSession] | None = None
-    rules: RulesHolder = field(default_factory=RulesHolder)
-    consumer: Consumer | None = None  # claims and delivers received events (router/pipeline/consumer.py)
-    writes: Transactor | None = None  # the consumer's claims and the ledger's commits (router/records/transactor.py)
-
-    async def _enqueue(self, function: str, *args: Any, job_id: str, defer: float | None = None) -> None:
-        if self.redis is not None:
-            await enqueuer(self.redis)(function, *args, job_id=job_id, defer=defer)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.enqueue = self._enqueue
-
-
 def _state(ctx: dict[str, Any]) -> WorkerState:
     state: WorkerState = ctx["state"]
     if state.redis is None:
-        state.redis = ctx.get("redis")
-        state.destinations.redis = state.redis
+        state.attach_redis(ctx.get("redis"))
     return state
 
 
@@ -95,14 +59,14 @@ async def process_event(ctx: dict[str, Any], event_id: str) -> int:
             plans = claimed.plans
         else:  # already routed: resume its open runs (their event is settled from all its runs after)
             row = (await conn.execute(_LOAD_EVENT, {"b_id": event_id})).one_or_none()
-            if row is None or row.status != "routed":
+            if row is None or row.status != EventStatus.ROUTED:
                 return 0
             plans = await _open_runs(conn, event_from_row(row), row.chain_depth)
     if not plans:
         return 0
-    await asyncio.gather(*(state.run(plan, ruleset.rules.get(plan.rule_id), ruleset) for plan in plans))
+    await asyncio.gather(*(state.deliverer.run(plan, ruleset.rules.get(plan.rule_id), ruleset) for plan in plans))
     if not plans[0].finishes_event:
-        await state.settle_event(event_id)
+        await state.deliverer.settle_event(event_id)
     return len(plans)
 
 
@@ -110,7 +74,7 @@ async def _open_runs(
     conn: AsyncConnection, event: dict[str, Any], depth: int, run_ids: list[str] | None = None
 ) -> list[RunPlan]:
     """The event's runs not yet finished (or the given ones), with their steps, to resume them."""
-    query = select(Run.id, Run.rule_id).where(Run.event_id == event["id"], Run.status.not_in(TERMINAL))
+    query = select(Run.id, Run.rule_id).where(Run.event_id == event["id"], Run.status.not_in(RUN_TERMINAL))
     if run_ids is not None:
         query = query.where(Run.id.in_(run_ids))
     runs = (await conn.execute(query.order_by(Run.id))).all()
@@ -133,8 +97,8 @@ async def _open_runs(
     ).all()
     await conn.execute(
         update(Run)
-        .where(Run.id.in_([r.id for r in runs]), Run.status.not_in(TERMINAL))
-        .values(status="running", next_attempt_at=utcnow())
+        .where(Run.id.in_([r.id for r in runs]), Run.status.not_in(RUN_TERMINAL))
+        .values(status=RunStatus.RUNNING, next_attempt_at=utcnow())
     )
     by_run: dict[str, list[StepRow]] = {r.id: [] for r in runs}
     for s in step_rows:
@@ -158,8 +122,8 @@ async def execute_run(ctx: dict[str, Any], run_id: str) -> str:
         plans = await _open_runs(conn, event, row.chain_depth, [run_id])
     if not plans:
         return "done"
-    status = await state.run(plans[0], ruleset.rules.get(plans[0].rule_id), ruleset)
-    await state.settle_event(event_id)
+    status = await state.deliverer.run(plans[0], ruleset.rules.get(plans[0].rule_id), ruleset)
+    await state.deliverer.settle_event(event_id)
     return status
 
 
@@ -180,41 +144,45 @@ async def sweep(ctx: dict[str, Any]) -> int:
     async with state.engine.connect() as conn:
         events = (
             await conn.scalars(
-                select(Event.id).where(Event.status == "received", Event.received_at < fresh).limit(5000)
+                select(Event.id).where(Event.status == EventStatus.RECEIVED, Event.received_at < fresh).limit(5000)
             )
         ).all()
         due = (
             await conn.execute(
-                select(Run.id, Run.job_id).where(Run.status == "retrying", Run.next_attempt_at < fresh).limit(5000)
+                select(Run.id, Run.job_id)
+                .where(Run.status == RunStatus.RETRYING, Run.next_attempt_at < fresh)
+                .limit(5000)
             )
         ).all()
         stuck = (
             await conn.execute(
                 select(Run.id, Run.job_id)
                 .where(
-                    Run.status.in_(("pending", "running")),
+                    Run.status.in_((RunStatus.PENDING, RunStatus.RUNNING)),
                     func.coalesce(Run.next_attempt_at, Run.created_at) < stale,
                 )
                 .limit(5000)
             )
         ).all()
-        open_runs = exists().where(Run.event_id == Event.id, Run.status.not_in(TERMINAL))
+        open_runs = exists().where(Run.event_id == Event.id, Run.status.not_in(RUN_TERMINAL))
         unsettled = (
             await conn.scalars(
-                select(Event.id).where(Event.status == "routed", Event.routed_at < fresh, ~open_runs).limit(5000)
+                select(Event.id)
+                .where(Event.status == EventStatus.ROUTED, Event.routed_at < fresh, ~open_runs)
+                .limit(5000)
             )
         ).all()
     for event_id in unsettled:
-        await state.settle_event(event_id)
+        await state.deliverer.settle_event(event_id)
     if events and state.consumer is not None:
         state.consumer.wake()  # the consumer claims them (it looks on its own too; this is a nudge)
     else:
         for event_id in events:
-            await state.enqueue("process_event", event_id, job_id=f"event:{event_id}")
+            await queue.enqueue_event(state.enqueue, event_id)
     for run_id, job_id in due:
-        await state.enqueue("execute_run", run_id, job_id=job_id or f"run:{run_id}:due")
+        await queue.enqueue_run(state.enqueue, run_id, job_id=job_id or JobId.due(run_id))
     for run_id, _job in stuck:
-        await state.enqueue("execute_run", run_id, job_id=f"run:{run_id}:stuck:{int(now.timestamp()) // 60}")
+        await queue.enqueue_run(state.enqueue, run_id, job_id=JobId.stuck(run_id, int(now.timestamp()) // 60))
     if events or due or stuck or unsettled:
         log.info(
             "sweep_enqueued", events=len(events), due_retries=len(due), stuck_runs=len(stuck), settled=len(unsettled)

@@ -16,7 +16,7 @@ The database decides which job may execute the run:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,13 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from router.access import audit
 from router.errors import RunWaitError
+from router.pipeline import queue
+from router.pipeline.queue import Enqueue, JobId
 from router.records.models import Run, RunStep, utcnow
+from router.records.status import RUN_WAITING, RunStatus, StepStatus
 
-Enqueue = Callable[..., Awaitable[None]]
-WAITING = ("retrying", "held")
+WAITING = RUN_WAITING
 # Worst first: what the event list shows for an event with several runs.
-WORST = ("dead", "failed", "held", "retrying")
-SUPERSEDED = "superseded"
+WORST = (RunStatus.DEAD, RunStatus.FAILED, RunStatus.HELD, RunStatus.RETRYING)
 
 
 async def superseded(conn: AsyncConnection, run_id: str, job_id: str | None, stale_after: float) -> bool:
@@ -44,7 +45,7 @@ async def superseded(conn: AsyncConnection, run_id: str, job_id: str | None, sta
     now = utcnow()
     if row.status in WAITING:  # not yet due: the recorded job will come
         return row.next_attempt_at is None or row.next_attempt_at > now
-    if row.status == "running":  # started recently by the recorded job (a stale one is the sweep's to resume)
+    if row.status == RunStatus.RUNNING:  # started recently by the recorded job (a stale one is the sweep's to resume)
         return row.next_attempt_at is not None and row.next_attempt_at > now - timedelta(seconds=stale_after)
     return False
 
@@ -60,7 +61,7 @@ async def retry_now(engine: AsyncEngine, enqueue: Enqueue, run_id: str, *, actor
                 409, f"run {run_id} is {row.status}; Retry now is for a run waiting for its next try (retrying, held)"
             )
         made = await conn.scalar(select(func.max(RunStep.attempts_count)).where(RunStep.run_id == run_id)) or 0
-        job_id = f"run:{run_id}:now:{made + 1}:{int(utcnow().timestamp())}"
+        job_id = JobId.now(run_id, made + 1, int(utcnow().timestamp()))
         moved = await conn.execute(
             update(Run).where(Run.id == run_id, Run.status.in_(WAITING)).values(next_attempt_at=utcnow(), job_id=job_id)
         )
@@ -68,7 +69,7 @@ async def retry_now(engine: AsyncEngine, enqueue: Enqueue, run_id: str, *, actor
             raise RunWaitError(409, f"run {run_id} started meanwhile; reload to see it")
         if actor is not None:
             await audit.record_on(conn, actor, "run_retry_now", run_id, {"attempt": made + 1, "was": row.status})
-    await enqueue("execute_run", run_id, job_id=job_id)
+    await queue.enqueue_run(enqueue, run_id, job_id=job_id)
     return {"run_id": run_id, "event_id": row.event_id, "attempt": made + 1, "was": row.status}
 
 
@@ -84,7 +85,9 @@ async def supersede_waiting(
     rows = (
         await conn.execute(
             select(Run.id, Run.rule_id, Run.status).where(
-                Run.event_id == event_id, Run.rule_id.in_(rule_ids), Run.status.in_((*WAITING, "pending", "running"))
+                Run.event_id == event_id,
+                Run.rule_id.in_(rule_ids),
+                Run.status.in_((*WAITING, RunStatus.PENDING, RunStatus.RUNNING)),
             )
         )
     ).all()
@@ -94,13 +97,15 @@ async def supersede_waiting(
             ended = await conn.execute(
                 update(Run)
                 .where(Run.id == run.id, Run.status.in_(WAITING))
-                .values(status=SUPERSEDED, error=f"superseded by {by}", finished_at=utcnow(), next_attempt_at=None)
+                .values(
+                    status=RunStatus.SUPERSEDED, error=f"superseded by {by}", finished_at=utcnow(), next_attempt_at=None
+                )
             )
             if ended.rowcount == 1:
                 await conn.execute(
                     update(RunStep)
                     .where(RunStep.run_id == run.id, RunStep.status.in_(WAITING))
-                    .values(status=SUPERSEDED, next_attempt_at=None, note=f"superseded by {by}")
+                    .values(status=StepStatus.SUPERSEDED, next_attempt_at=None, note=f"superseded by {by}")
                 )
                 done.append({"id": run.id, "rule_id": run.rule_id, "was": run.status})
                 continue

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import ColumnElement, or_, select
 
 from router.records.models import Attempt, Event, Run, RunStep
+from router.records.status import AttemptOutcome
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -45,6 +46,6 @@ def failed_at(destination: str) -> ColumnElement[bool]:
         select(Run.event_id)
         .join(RunStep, RunStep.run_id == Run.id)
         .join(Attempt, Attempt.run_step_id == RunStep.id)
-        .where(Attempt.outcome == "failed", matches)
+        .where(Attempt.outcome == AttemptOutcome.FAILED, matches)
     )
     return Event.id.in_(failed)

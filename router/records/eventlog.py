@@ -24,12 +24,13 @@ from router.pipeline.match import redact
 from router.pipeline.outbound import REDACT_HEADERS
 from router.pipeline.runwait import next_try
 from router.records.models import Attempt, Event, Run, RunStep
+from router.records.status import EventStatus, RunStatus
 from router.rules.ruleset import CompiledSource
 
-STATUSES = ("received", "routed", "unmatched", "succeeded", "failed")
+STATUSES = tuple(EventStatus)
 # Filters by a state of the event's runs (router.pipeline.runwait): a routed event whose run waits to retry, …
-RUN_STATES = ("retrying", "held", "dead")
-FINAL = ("unmatched", "succeeded", "failed")
+RUN_STATES = (RunStatus.RETRYING, RunStatus.HELD, RunStatus.DEAD)
+FINAL = (EventStatus.UNMATCHED, EventStatus.SUCCEEDED, EventStatus.FAILED)
 SEARCH_SCAN = 20_000
 REDACTED = "[redacted]"
 # The headers the signature schemes put their signature in (router/pipeline/signatures.py); a source's own
@@ -152,7 +153,7 @@ def run_dict(r: Run) -> dict[str, Any]:
         "finished_at": _iso(r.finished_at),
         "replay_of": r.replay_of,
         "next_attempt_at": _iso(r.next_attempt_at),
-        "next_try": next_try(r.next_attempt_at) if r.status == "retrying" else "",
+        "next_try": next_try(r.next_attempt_at) if r.status == RunStatus.RETRYING else "",
         "steps": [step_dict(s) for s in r.steps],
     }
 

@@ -34,6 +34,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from router.records.status import EventStatus, RunStatus, StepStatus
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -89,7 +91,7 @@ class Event(Base):
     raw_body: Mapped[bytes] = mapped_column(LargeBinary)
     dedupe_key: Mapped[str | None] = mapped_column(String(512))
     # received: stored, not yet routed; routed: rules evaluated and runs created
-    status: Mapped[str] = mapped_column(String(16), default="received")
+    status: Mapped[str] = mapped_column(String(16), default=EventStatus.RECEIVED)
     matched: Mapped[int] = mapped_column(Integer, default=0)
     chain_depth: Mapped[int] = mapped_column(Integer, default=0)
     parent_step_id: Mapped[str | None] = mapped_column(String(26))
@@ -118,7 +120,7 @@ class Run(Base):
     rule_location: Mapped[str] = mapped_column(String(1024), default="")
     ruleset_version: Mapped[str] = mapped_column(String(64), default="")
     # pending → running → (retrying → running …) → succeeded | failed (permanent) | dead (retries exhausted)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.PENDING)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # when the next retry is due (retrying), or when the run last started (running): the reconciler's clock
@@ -145,7 +147,7 @@ class RunStep(Base):
     step_id: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(32))
     # pending → running → (retrying → running …) → succeeded | failed | dead | skipped
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=StepStatus.PENDING)
     note: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     idempotency_key: Mapped[str] = mapped_column(String(200))

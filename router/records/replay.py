@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,14 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from router.access import audit
 from router.errors import NotConfirmed, ReplayError, RetryError
-from router.pipeline import runwait
-from router.pipeline.delivery import FAILED, TERMINAL
+from router.pipeline import queue, runwait
 from router.pipeline.match import EVENT_COLUMNS, build_context, event_from_row, match_rules
+from router.pipeline.queue import Enqueue, JobId
 from router.records import retryplan
 from router.records.models import Event, Run, RunStep, new_id, utcnow
+from router.records.status import RUN_FAILED, EventStatus, RunStatus, StepStatus
 from router.rules.ruleset import CompiledRule, RuleSet
 
-Enqueue = Callable[..., Awaitable[None]]
 SIDE_EFFECTS = ("slack", "email", "http", "emit")
 
 
@@ -43,7 +42,7 @@ class Filters:
     source: str | None = None
     since: datetime | None = None
     until: datetime | None = None
-    status: tuple[str, ...] = FAILED
+    status: tuple[str, ...] = RUN_FAILED
     run_ids: tuple[str, ...] = ()  # only these runs (still only those matching the rest), e.g. ticked in the UI
     tests: bool = False  # include the runs of Send-test events (left out by default)
 
@@ -82,7 +81,7 @@ async def _ledger(conn: AsyncConnection, keys: list[str]) -> dict[str, tuple[str
         return {}
     rows = await conn.execute(
         select(RunStep.idempotency_key, RunStep.run_id, RunStep.output).where(
-            RunStep.idempotency_key.in_(keys), RunStep.status == "succeeded"
+            RunStep.idempotency_key.in_(keys), RunStep.status == StepStatus.SUCCEEDED
         )
     )
     return {k: (run_id, output) for k, run_id, output in rows}
@@ -113,10 +112,10 @@ async def _new_run(
                 "rule_id": rule.id,
                 "rule_location": rule.location,
                 "ruleset_version": version,
-                "status": "pending",
+                "status": RunStatus.PENDING,
                 "created_at": now,
                 "next_attempt_at": now,
-                "job_id": f"run:{run_id}:1",
+                "job_id": JobId.attempt(run_id, 1),
                 "replay_of": replay_of,
             }
         ],
@@ -131,7 +130,7 @@ async def _new_run(
                 "position": position,
                 "step_id": step.id,
                 "action": step.action,
-                "status": "skipped" if done else "pending",
+                "status": StepStatus.SKIPPED if done else StepStatus.PENDING,
                 "idempotency_key": f"{key}:{run_id}" if resend else key,
                 "attempts_count": 0,
                 "output": done[1] if done else None,
@@ -139,7 +138,7 @@ async def _new_run(
             }
         )
     await conn.execute(insert(RunStep), steps)
-    return run_id, sum(1 for s in steps if s["status"] == "skipped")
+    return run_id, sum(1 for s in steps if s["status"] == StepStatus.SKIPPED)
 
 
 async def replay_event(
@@ -167,14 +166,16 @@ async def replay_event(
             created.append({"id": run_id, "rule_id": rule.id})
             skipped += n
         if created:
-            await conn.execute(update(Event).where(Event.id == event_id).values(status="routed", matched=len(created)))
+            await conn.execute(
+                update(Event).where(Event.id == event_id).values(status=EventStatus.ROUTED, matched=len(created))
+            )
         if actor is not None:
             detail = {"runs": [r["id"] for r in created], "resend": resend, "skipped_sends": skipped}
             if superseded:
                 detail["superseded"] = [r["id"] for r in superseded]
             await audit.record_on(conn, actor, "event_replay", event_id, detail)
     for run in created:
-        await enqueue("execute_run", run["id"], job_id=f"run:{run['id']}:1")
+        await queue.enqueue_run(enqueue, run["id"], job_id=JobId.attempt(run["id"], 1))
     return {
         "event_id": event_id,
         "runs": created,
@@ -209,7 +210,7 @@ async def retry_run(
         ).first()
         if run is None:
             raise RetryError(404, f"no run {run_id!r}")
-        if run.status not in FAILED:
+        if run.status not in RUN_FAILED:
             raise RetryError(409, f"run {run_id} is {run.status}; only failed or dead runs are retried")
         rule = ruleset.rules.get(run.rule_id)
         (planned,) = await retryplan.plan(conn, [run], ruleset, start=start)
@@ -219,26 +220,26 @@ async def retry_run(
             assert rule is not None
             event = await _event(conn, run.event_id, RetryError)
             new_id_, skipped = await _new_run(conn, event, rule, ruleset.version, resend=resend, replay_of=run_id)
-            target, job_id = new_id_, f"run:{new_id_}:1"
+            target, job_id = new_id_, JobId.attempt(new_id_, 1)
         else:
             attempt = await conn.scalar(select(func.max(RunStep.attempts_count)).where(RunStep.run_id == run_id))
             await conn.execute(
                 update(RunStep)
-                .where(RunStep.run_id == run_id, RunStep.status.in_(FAILED))
-                .values(status="pending", next_attempt_at=None)
+                .where(RunStep.run_id == run_id, RunStep.status.in_(RUN_FAILED))
+                .values(status=StepStatus.PENDING, next_attempt_at=None)
             )
-            job_id = f"run:{run_id}:retry:{(attempt or 0) + 1}"
+            job_id = JobId.retry(run_id, (attempt or 0) + 1)
             await conn.execute(
                 update(Run)
                 .where(Run.id == run_id)
-                .values(status="pending", error=None, finished_at=None, next_attempt_at=utcnow(), job_id=job_id)
+                .values(status=RunStatus.PENDING, error=None, finished_at=None, next_attempt_at=utcnow(), job_id=job_id)
             )
             target, skipped = run_id, 0
-        await conn.execute(update(Event).where(Event.id == run.event_id).values(status="routed"))
+        await conn.execute(update(Event).where(Event.id == run.event_id).values(status=EventStatus.ROUTED))
         if actor is not None:
             detail = {"from": "start" if start else "failed_step", "resend": resend, "run_id": target}
             await audit.record_on(conn, actor, "run_retry", run_id, detail)
-    await enqueue("execute_run", target, job_id=job_id)
+    await queue.enqueue_run(enqueue, target, job_id=job_id)
     return {"run_id": target, "retry_of": run_id, "from": "start" if start else "failed_step", "skipped_sends": skipped}
 
 
@@ -276,7 +277,7 @@ async def preview(
                 await conn.scalar(
                     select(func.count()).where(
                         RunStep.run_id.in_([r.id for r in runs]),
-                        RunStep.status == "succeeded",
+                        RunStep.status == StepStatus.SUCCEEDED,
                         RunStep.action.in_(SIDE_EFFECTS),
                     )
                 )
@@ -413,4 +414,4 @@ async def dead_letters(engine: AsyncEngine, f: Filters, limit: int = 100) -> lis
     ]
 
 
-__all__ = ["TERMINAL", "Filters", "ReplayError", "bulk_retry", "dead_letters", "preview", "replay_event", "retry_run"]
+__all__ = ["Filters", "ReplayError", "bulk_retry", "dead_letters", "preview", "replay_event", "retry_run"]

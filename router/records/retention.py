@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from router.records.eventlog import id_floor
 from router.records.models import Event, InboxRequest, Run
+from router.records.status import EventStatus, RunStatus
 
 log = structlog.get_logger("router.retention")
 
@@ -40,8 +41,8 @@ log = structlog.get_logger("router.retention")
 TARGET_SECONDS = {"sqlite": 0.005, "postgresql": 0.05}
 FIRST_BATCH = 50
 MIN_BATCH = 10
-ENDED = ("succeeded", "failed", "unmatched")
-RUN_ENDED = ("succeeded", "failed", "dead")
+ENDED = (EventStatus.SUCCEEDED, EventStatus.FAILED, EventStatus.UNMATCHED)
+RUN_ENDED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.DEAD)
 
 
 @dataclass(frozen=True)

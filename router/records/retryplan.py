@@ -15,9 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.records.models import RunStep
+from router.records.status import StepStatus
 from router.rules.ruleset import CompiledRule, RuleSet
 
-DONE = ("succeeded", "skipped")
+DONE = (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
 
 
 def why_not(rule_id: str, rule: CompiledRule | None, todo: Sequence[str], *, start: bool, test: bool = False) -> str:

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from router.pipeline.destinations import url_destination
 from router.records.eventlog import as_utc, id_floor
 from router.records.models import Attempt, Event, Run, RunStep
+from router.records.status import AttemptOutcome
 from router.ui.charts import bucket_counts, percentile
 
 RANGES = {"1h": (60, 1), "6h": (360, 5), "24h": (24 * 60, 15)}  # name: (minutes, bucket minutes)
@@ -170,8 +171,8 @@ async def deliveries_per_bucket(session: AsyncSession, w: Window) -> Deliveries:
     rows = await session.execute(
         select(
             minute,
-            func.sum(case((Attempt.outcome == "succeeded", 1), else_=0)),
-            func.sum(case((Attempt.outcome == "succeeded", 0), else_=1)),
+            func.sum(case((Attempt.outcome == AttemptOutcome.SUCCEEDED, 1), else_=0)),
+            func.sum(case((Attempt.outcome == AttemptOutcome.SUCCEEDED, 0), else_=1)),
         )
         .where(*_attempts_in(w, first_id))
         .group_by(minute)
@@ -199,7 +200,7 @@ async def latency_per_bucket(
     if first_id is None:
         return out
     dialect = _dialect(session)
-    conds = [*_attempts_in(w, first_id), Attempt.outcome == "succeeded"]
+    conds = [*_attempts_in(w, first_id), Attempt.outcome == AttemptOutcome.SUCCEEDED]
     total = await session.scalar(select(func.count()).select_from(Attempt).where(*conds)) or 0
     if total > sample:
         conds.append(Attempt.id % (-(-total // sample)) == 0)
@@ -298,7 +299,7 @@ async def failing_destinations(
             Attempt.request["url"].as_string(),
             Attempt.request["smtp"].as_string(),
         )
-        .where(Attempt.id >= first_id, Attempt.started_at >= since, Attempt.outcome == "failed")
+        .where(Attempt.id >= first_id, Attempt.started_at >= since, Attempt.outcome == AttemptOutcome.FAILED)
         .order_by(Attempt.id.desc())
         .limit(scan)
     )

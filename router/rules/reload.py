@@ -24,8 +24,8 @@ from watchfiles import Change, awatch
 
 from router import metrics
 from router.errors import RuleSetError
-from router.pipeline.jobs import RulesHolder
 from router.rules import stored as uirules
+from router.rules.holder import RulesHolder
 from router.settings import Settings
 
 log = structlog.get_logger("router.reload")

@@ -22,13 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from router.access import audit
 from router.errors import TemplateRenderError
 from router.pipeline.ingest import Incoming, new_event_row
-from router.pipeline.jobs import RulesHolder, WorkerState, process_event
+from router.pipeline.jobs import process_event
 from router.pipeline.match import build_context, rule_matches
 from router.pipeline.outbound import create_client
 from router.pipeline.store import insert_events
 from router.records.models import Event, Run
+from router.rules.holder import RulesHolder
 from router.rules.ruleset import CompiledRule, RuleSet
 from router.rules.stored import single_attempt
+from router.runtime import WorkerState
 from router.settings import Settings
 
 TEST_HEADER = "x-router-test"
@@ -104,7 +106,6 @@ async def send_test(
         rules=RulesHolder(current=only, loaded=True),
         redis=redis,
     )
-    state.destinations.redis = redis
     try:
         await process_event({"state": state, "redis": redis}, row["id"])
     finally:

@@ -25,6 +25,7 @@ from router.errors import RuleSetError, WhatIfError
 from router.pipeline.delivery import SKIPPED_OUTPUT
 from router.pipeline.match import event_from_row
 from router.records.models import Event, Run
+from router.records.status import StepStatus
 from router.rules.ruleset import CompiledRule
 from router.tryout.dryrun import dry_run
 
@@ -73,9 +74,9 @@ def recorded_outputs(run: Run) -> dict[str, Any]:
     """The step outputs a later step of the run read (``steps.<id>``), as delivery builds them."""
     outputs: dict[str, Any] = {}
     for s in run.steps:
-        if s.status == "succeeded":
+        if s.status == StepStatus.SUCCEEDED:
             outputs[s.step_id] = s.output
-        elif s.status == "skipped":
+        elif s.status == StepStatus.SKIPPED:
             outputs[s.step_id] = s.output if s.output is not None else SKIPPED_OUTPUT
     return outputs
 

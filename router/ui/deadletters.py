@@ -19,11 +19,11 @@ from litestar.params import Body, QueryParameter
 from litestar.response import Template
 
 from router.access.guard import principal_of
-from router.pipeline.delivery import FAILED
-from router.pipeline.jobs import enqueuer
+from router.pipeline.queue import enqueuer
 from router.records.eventlog import as_utc
 from router.records.models import utcnow
 from router.records.replay import Filters, ReplayError, bulk_retry, dead_letters, preview
+from router.records.status import RUN_FAILED
 from router.rules.ruleset import RuleSet
 from router.ui import flash
 from router.ui.render import page
@@ -42,7 +42,7 @@ class Selection:
     ) -> None:
         self.rule, self.source, self.status, self.tests = rule.strip()[:64], source.strip()[:64], status.strip(), tests
         self.since_at, self.runs, self.error = since_at.strip(), [r[:26] for r in (runs or [])][:MAX_TICKED], ""
-        if self.status and self.status not in FAILED:
+        if self.status and self.status not in RUN_FAILED:
             self.error = f"status: {self.status!r} is not failed or dead; showing both"
             self.status = ""
         self.since: datetime | None = None
@@ -59,7 +59,7 @@ class Selection:
             self.source or None,
             self.since,
             None,
-            (self.status,) if self.status else FAILED,
+            (self.status,) if self.status else RUN_FAILED,
             tuple(self.runs) if ticked else (),
             self.tests,
         )

@@ -25,12 +25,12 @@ from sqlalchemy import select
 from router.access.guard import principal_of
 from router.errors import RunWaitError
 from router.pipeline import runwait
-from router.pipeline.delivery import FAILED, TERMINAL
-from router.pipeline.jobs import enqueuer
+from router.pipeline.queue import enqueuer
 from router.records import eventlog
 from router.records.eventlog import FINAL, RUN_STATES, STATUSES, EventFilter
 from router.records.models import Event, Run, utcnow
 from router.records.replay import ReplayError, replay_event, retry_run
+from router.records.status import RUN_FAILED, RUN_TERMINAL, EventStatus, RunStatus
 from router.records.summary import Summary, summarize
 from router.rules.ruleset import CompiledSource, RuleSet
 from router.tryout.explain import explain_stored
@@ -191,8 +191,8 @@ def _body_views(event: Event) -> dict[str, Any]:
 
 def _poll(detail: Mapping[str, Any]) -> str:
     """How often the runs section refreshes: '' when everything is final, slower while runs only wait."""
-    waiting = {r["status"] for r in detail["runs"]} - set(TERMINAL)
-    if detail["status"] in ("received",) or waiting & {"pending", "running"}:
+    waiting = {r["status"] for r in detail["runs"]} - set(RUN_TERMINAL)
+    if detail["status"] in (EventStatus.RECEIVED,) or waiting & {RunStatus.PENDING, RunStatus.RUNNING}:
         return "1s"
     return "5s" if waiting or detail["status"] not in FINAL else ""
 
@@ -214,7 +214,7 @@ async def _detail(state: State, event_id: str) -> dict[str, Any]:
             {"id": rule.id, "description": rule.description, "matched": rule.id in matched, "enabled": rule.enabled}
             for rule in rules.by_source.get(event.source, ())
         ],
-        "failed_statuses": FAILED,
+        "failed_statuses": RUN_FAILED,
         "live": bool(_poll(detail)),
         "poll": _poll(detail),
     }
@@ -354,7 +354,7 @@ async def retry_now_button(
             raise NotFoundException(str(exc)) from None
         return await _after_action(request, state, event_id, f"{exc.title}: {exc}", True)
     notice = f"Run {run_id} is being tried now (attempt {result['attempt']}); the page updates as it goes."
-    if result["was"] == "held":
+    if result["was"] == RunStatus.HELD:
         notice += " Its destination may still be paused: then it is held again until someone resumes it."
     return await _after_action(request, state, result["event_id"], notice, False)
 

@@ -19,7 +19,7 @@ from litestar.response import Redirect, Response, Template
 from router.access.guard import principal_of
 from router.ops import alerts
 from router.pipeline import destinations
-from router.pipeline.jobs import enqueuer
+from router.pipeline.queue import enqueuer
 from router.records import rejections, stats, storage
 from router.records.models import utcnow
 from router.rules.ruleset import RuleSet
