@@ -20,10 +20,11 @@
         │   └── ConflictError   a taken name, the last admin (409 Conflict)
         ├── SecretStoreError    a stored secret or the key is not valid (400 Invalid request)
         │   └── NoSuchSecret    no stored secret by that name (404 Not Found)
-        ├── ReplayError         an event cannot be replayed (404, 409: "Cannot replay")
-        │   ├── RetryError      a run cannot be retried ("Cannot retry")
-        │   └── NotConfirmed    a bulk retry's token does not match its preview ("Not confirmed")
-        └── RunWaitError        a waiting run cannot be tried now ("Cannot retry now")
+        └── StateError          no such event or run, or not in a state for it (the raise gives 404 or 409)
+            ├── ReplayError     an event cannot be replayed ("Cannot replay")
+            │   ├── RetryError  a run cannot be retried ("Cannot retry")
+            │   └── NotConfirmed  a bulk retry's token does not match its preview ("Not confirmed")
+            └── RunWaitError    a waiting run cannot be tried now ("Cannot retry now")
 
 They are converted to answers only at the boundary: a ClientError by one exception handler
 (``router.api.problems.on_client_error``: an RFC 9457 problem for the API, an error page for the UI;
@@ -168,13 +169,17 @@ class NoSuchSecret(SecretStoreError):
     title = "Not Found"
 
 
-class ReplayError(ClientError):
-    """The event cannot be replayed as asked (unknown id, wrong state); ``status`` is the HTTP status."""
-
-    title = "Cannot replay"
+class StateError(ClientError):
+    """What a request names is missing or not in a state for it; ``status`` (404, 409) is given by the raise."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message, status=status)
+
+
+class ReplayError(StateError):
+    """The event cannot be replayed as asked (unknown id, wrong state)."""
+
+    title = "Cannot replay"
 
 
 class RetryError(ReplayError):
@@ -189,13 +194,10 @@ class NotConfirmed(ReplayError):
     title = "Not confirmed"
 
 
-class RunWaitError(ClientError):
-    """The run cannot be hurried as asked; ``status`` is the HTTP status."""
+class RunWaitError(StateError):
+    """The run cannot be hurried as asked (unknown id, not waiting, started meanwhile)."""
 
     title = "Cannot retry now"
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message, status=status)
 
 
 class TemplateRenderError(RouterError):
