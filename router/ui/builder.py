@@ -19,6 +19,7 @@ from litestar.response import Redirect, Template
 from router.access.guard import principal_of
 from router.actions import ACTIONS
 from router.errors import RuleSetError
+from router.records.db import unit_of_work
 from router.rules import stored as uirules
 from router.tryout.sendtest import send_test
 from router.ui.builder_form import OP_LABELS, TYPE_LABELS, apply_row_action, text
@@ -273,8 +274,8 @@ async def save(request: Request[Any, Any, Any], state: State, data: Form) -> Res
     if compiled is None:
         return await render_builder(request, state, b, status=422)
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
+    try:
+        async with unit_of_work(state.sessions) as session:
             _row, created = await uirules.save_rule(
                 session,
                 state.rules.current,
@@ -284,10 +285,9 @@ async def save(request: Request[Any, Any, Any], state: State, data: Form) -> Res
                 create_only=not b.editing,
                 via="builder",
             )
-        except RuleSetError as exc:
-            place_errors(b, exc)
-            return await render_builder(request, state, b, status=422)
-        await session.commit()
+    except RuleSetError as exc:
+        place_errors(b, exc)
+        return await render_builder(request, state, b, status=exc.status)
     await state.rules_watcher.reload()
     return Redirect(f"/rules?done={'created' if created else 'saved'}&rule={b.rule_id}", status_code=303)
 

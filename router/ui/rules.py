@@ -20,6 +20,7 @@ from litestar.response import Redirect, Template
 
 from router.access.guard import principal_of
 from router.errors import RuleSetError
+from router.records.db import unit_of_work
 from router.rules import stored as uirules
 from router.rules.schema import SLUG
 from router.rules.yamlfile import parse_yaml
@@ -110,18 +111,17 @@ async def _refused(
 
 async def _change(request: Request[Any, Any, Any], state: State, rule_id: str, what: str) -> Response[Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
-        row = await uirules.get_rule(session, rule_id)
-        if row is None:
-            return await render_list(request, state, error=f"There is no UI rule {rule_id!r}.", status=404)
-        try:
+    try:
+        async with unit_of_work(state.sessions) as session:
+            row = await uirules.get_rule(session, rule_id)
+            if row is None:
+                return await render_list(request, state, error=f"There is no UI rule {rule_id!r}.", status=404)
             if what == "deleted":
                 await uirules.delete_rule(session, row, principal.actor)
             else:
                 await uirules.switch_rule(session, state.rules.current, row, what == "enabled", principal.actor)
-        except RuleSetError as exc:
-            return await _refused(request, state, f"Rule {rule_id} cannot be enabled:", exc)
-        await session.commit()
+    except RuleSetError as exc:
+        return await _refused(request, state, f"Rule {rule_id} cannot be enabled:", exc)
     await state.rules_watcher.reload()
     return Redirect(f"/rules?done={what}&rule={rule_id}", status_code=303)
 
@@ -154,10 +154,10 @@ async def duplicate(
     """Save a copy (``<id>-copy``) of a file rule or a UI rule as a new, disabled UI rule, its YAML kept as is."""
     rs = state.rules.current
     principal = principal_of(request)
-    async with state.sessions() as session:
-        row = await uirules.get_rule(session, rule_id)
-        loaded = rs.rules.get(rule_id)
-        try:
+    try:
+        async with unit_of_work(state.sessions) as session:
+            row = await uirules.get_rule(session, rule_id)
+            loaded = rs.rules.get(rule_id)
             if row is not None:
                 original = row.yaml
             elif loaded is not None and not uirules.is_ui(loaded):
@@ -167,9 +167,8 @@ async def duplicate(
             copy_id = await uirules.free_copy_id(session, rs, rule_id)
             copy = uirules.set_enabled(uirules.set_id(original, copy_id), False)
             await uirules.save_rule(session, rs, copy_id, copy, principal.actor, create_only=True, via="duplicate")
-        except RuleSetError as exc:
-            return await _refused(request, state, f"Rule {rule_id} cannot be copied:", exc)
-        await session.commit()
+    except RuleSetError as exc:
+        return await _refused(request, state, f"Rule {rule_id} cannot be copied:", exc)
     await state.rules_watcher.reload()
     return Redirect(f"/rules?done=duplicated&rule={copy_id}", status_code=303)
 

@@ -20,6 +20,7 @@ from litestar.response import Redirect, Template
 from router.access import audit
 from router.access.auth import authenticate_password, end_session, start_session
 from router.access.guard import SESSION_COOKIE, resolve
+from router.records.db import unit_of_work
 from router.ui.render import page
 
 LOGIN_CSRF_COOKIE = "router_login_csrf"
@@ -128,12 +129,11 @@ async def login(
 @post("/logout", include_in_schema=False, status_code=303, opt={"role": "viewer"})
 async def logout(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     cookie = request.cookies.get(SESSION_COOKIE, "")
-    async with state.sessions() as session:
+    async with unit_of_work(state.sessions) as session:
         principal = await resolve(request)
         await end_session(session, cookie)
         if principal is not None:
             audit.record(session, principal.actor, "sign_out", principal.username)
-        await session.commit()
     response: Response[Any] = Redirect("/login", status_code=303)
     response.cookies.append(Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/"))
     return response
