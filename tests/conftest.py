@@ -20,8 +20,8 @@ import tempfile
 import textwrap
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,9 @@ from litestar.testing import AsyncTestClient
 
 from router.app import create_app
 from router.settings import Settings, load_settings
+from tests.helpers import eventually as eventually  # re-exported: the tests import these from here
+from tests.helpers import live_server as live_server
+from tests.helpers import sign_in as sign_in
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
@@ -350,83 +353,7 @@ async def admin_token(database_url: str, username: str = "test-admin", role: str
         await engine.dispose()
 
 
-async def sign_in(r: Router, username: str = "ui-admin", role: str = "admin", password: str = "ui-password-1") -> str:
-    """Sign ``r.client`` in through the real form as a (new) user with ``role``; returns the session's CSRF token.
-
-    The bearer token is dropped, so every later request is a browser-style one carrying the session cookie.
-    """
-    import re
-
-    from sqlalchemy import select
-
-    from router.access.auth import create_user
-    from router.records import db
-    from router.records.models import User, UserSession
-
-    engine = db.create_engine(r.settings.database_url)
-    try:
-        sessions = db.sessionmaker(engine)
-        async with sessions() as session:
-            if await session.scalar(select(User.id).where(User.username == username)) is None:
-                await create_user(session, username, password, role)
-                await session.commit()
-        r.client.headers.pop("authorization", None)
-        form = await r.client.get("/login")
-        assert form.status_code == 200, "no sign-in page: mark the test (module) with pytest.mark.ui"
-        match = re.search(r'name="_csrf" value="([^"]+)"', form.text)
-        assert match, form.text
-        response = await r.client.post(
-            "/login",
-            data={"username": username, "password": password, "_csrf": match.group(1), "next": "/"},
-            follow_redirects=False,
-        )
-        assert response.status_code == 303, response.text
-        async with sessions() as session:
-            csrf = await session.scalar(
-                select(UserSession.csrf_token)
-                .join(User, User.id == UserSession.user_id)
-                .where(User.username == username)
-                .order_by(UserSession.created_at.desc())
-                .limit(1)
-            )
-        assert csrf
-        return csrf
-    finally:
-        await engine.dispose()
-
-
 def admin_token_for(database_url: str, username: str = "test-admin", role: str = "admin") -> str:
     """``admin_token`` for synchronous tests (a database another process serves)."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, admin_token(database_url, username, role)).result()
-
-
-@contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with a real uvicorn on a free loopback port (in a thread); yields its base URL."""
-    import threading
-
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
