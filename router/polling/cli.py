@@ -87,7 +87,7 @@ def poll_command(source: str, once: bool, dry_run: bool, fmt: str) -> None:
     Without --once it polls on the source's schedule until interrupted, as a worker would for this one
     source. Exit status 1 when the poll failed or the source is busy.
     """
-    from router.cli.commands import _prepare_database, _settings
+    from router.cli.common import prepare_database, settings_or_exit
     from router.logs import configure
     from router.pipeline.outbound import create_client
     from router.records import db
@@ -95,9 +95,9 @@ def poll_command(source: str, once: bool, dry_run: bool, fmt: str) -> None:
 
     if dry_run and not once:
         raise click.UsageError("--dry-run polls once: add --once")
-    settings = _settings()
+    settings = settings_or_exit()
     configure(settings.log_level)  # log lines go to stderr: stdout is the report (JSON with --format json)
-    _prepare_database(settings)
+    prepare_database(settings)
 
     async def main() -> int:
         engine = db.create_engine(settings.database_url)
