@@ -35,7 +35,7 @@ from router.records.models import AlertState, Attempt, Event, Run
 from router.records.stats import _destination
 from router.records.status import RUN_FAILED, AttemptOutcome
 from router.rules.alerts import SOURCE, CompiledAlert
-from router.rules.ruleset import RuleSet
+from router.rules.compiled import RuleSet
 
 log = structlog.get_logger("router.alerts")
 

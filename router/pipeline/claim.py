@@ -24,7 +24,7 @@ from router.pipeline.delivery import RunPlan, StepRow
 from router.pipeline.match import build_context, event_from_row, match_rules
 from router.records.models import Event, Run, RunStep, new_id, utcnow
 from router.records.status import EventStatus, RunStatus, StepStatus
-from router.rules.ruleset import RuleSet
+from router.rules.compiled import RuleSet
 
 log = structlog.get_logger("router.claim")
 

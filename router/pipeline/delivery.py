@@ -44,7 +44,7 @@ from router.records.status import (
     RunStatus,
     StepStatus,
 )
-from router.rules.ruleset import CompiledRule, CompiledStep, RuleSet
+from router.rules.compiled import CompiledRule, CompiledStep, RuleSet
 from router.settings import Settings
 
 log = structlog.get_logger("router.delivery")
