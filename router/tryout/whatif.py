@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from router.errors import RouterError, RuleSetError
-from router.pipeline.delivery import SKIPPED_OUTPUT
 from router.pipeline.match import event_from_row
+from router.pipeline.record import SKIPPED_OUTPUT
 from router.records.models import Event, Run
 from router.records.status import StepStatus
 from router.rules.compiled import CompiledRule
