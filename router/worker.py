@@ -15,10 +15,10 @@ from router.errors import RuleSetError
 from router.ops import chores as ops
 from router.pipeline import queue
 from router.pipeline.consumer import Consumer
-from router.pipeline.delivery import LEDGER_ORDER
 from router.pipeline.jobs import execute_run, process_event, sweep
 from router.pipeline.ledger import LedgerWriter
 from router.pipeline.outbound import create_client
+from router.pipeline.record import LEDGER_ORDER
 from router.polling.jobs import poll_source, poll_tick
 from router.records import db
 from router.records.transactor import Transactor

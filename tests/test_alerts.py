@@ -25,7 +25,8 @@ from router.metrics import sample
 from router.ops import alerts
 from router.pipeline.destinations import url_destination
 from router.records import db
-from router.rules.ruleset import RuleSet, load_ruleset
+from router.rules.compiled import RuleSet
+from router.rules.ruleset import load_ruleset
 from router.worker import create_redis
 from tests.conftest import Router, RouterFactory, eventually, sign_in, write_rules
 

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from markupsafe import Markup
 
-from router.ui.charts import bar_chart, bucket_counts, bucket_percentiles, fmt, line_chart, percentile
+from router.records.buckets import bucket_counts, bucket_percentiles, percentile
+from router.ui.charts import bar_chart, fmt, line_chart
 
 NS = "{http://www.w3.org/2000/svg}"
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)

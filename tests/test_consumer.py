@@ -15,9 +15,9 @@ from router.pipeline import consumer as consumer_module
 from router.pipeline import queue
 from router.pipeline.claim import claim_batch
 from router.pipeline.consumer import Consumer
-from router.pipeline.delivery import LEDGER_ORDER
 from router.pipeline.ingest import Incoming, new_event_row
 from router.pipeline.ledger import LedgerWriter
+from router.pipeline.record import LEDGER_ORDER
 from router.pipeline.store import insert_events
 from router.records import db
 from router.records.models import Attempt, Event, Run, RunStep, new_id, utcnow

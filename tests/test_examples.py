@@ -18,7 +18,8 @@ from router.cli.commands import main
 from router.pipeline.ingest import dedupe_key
 from router.pipeline.match import build_context, event_dict, render_step
 from router.pipeline.signatures import sign, verify
-from router.rules.ruleset import RuleSet, load_ruleset
+from router.rules.compiled import RuleSet
+from router.rules.ruleset import load_ruleset
 from router.rules.schema import json_schema_text
 from router.tryout.dryrun import dry_run
 from tests.helpers import github_signature

@@ -21,7 +21,8 @@ from router.pipeline.outbound import create_client
 from router.polling.runner import PollDeps, PollReport, poll_once
 from router.records import db
 from router.records.models import Event, PollRun, PollState
-from router.rules.ruleset import RuleSet, load_ruleset
+from router.rules.compiled import RuleSet
+from router.rules.ruleset import load_ruleset
 from router.settings import Settings, load_settings
 from tests.conftest import write_rules
 from tests.poll_api import PagedAPI, rules

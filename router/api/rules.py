@@ -12,7 +12,8 @@ from router.errors import RuleSetError
 from router.pipeline.ingest import fold_headers
 from router.pipeline.match import event_dict, event_from_row
 from router.records.models import Event
-from router.rules.ruleset import CompiledRule, RuleSet, compile_rule_spec
+from router.rules.compiled import CompiledRule, RuleSet
+from router.rules.ruleset import compile_rule_spec
 from router.runtime import Runtime
 from router.tryout.dryrun import dry_run
 from router.tryout.whatif import DEFAULT_LAST, MAX_LAST, what_if

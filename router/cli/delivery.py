@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from router.cli.users import cli_actor
+from router.cli.common import cli_actor, prepare_database, settings_or_exit
 from router.pipeline.queue import enqueuer
 from router.records.replay import Filters, ReplayError, bulk_retry, dead_letters, preview, replay_event, retry_run
 from router.records.status import RUN_FAILED
@@ -24,12 +24,11 @@ from router.settings import Settings
 
 def _run(work: Callable[[Settings, Any, Any], Awaitable[Any]]) -> Any:
     """Open the database, Redis and the rules for one command; turn every refusal into one clear line."""
-    from router.cli.commands import _prepare_database, _settings
     from router.records import db
     from router.worker import create_redis, load_rules
 
-    settings = _settings()
-    _prepare_database(settings)
+    settings = settings_or_exit()
+    prepare_database(settings)
 
     async def main() -> Any:
         engine = db.create_engine(settings.database_url)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from router.cli.commands import _prepare_database, _safe_url, _settings
+from router.cli.common import prepare_database, safe_url, settings_or_exit
 from router.errors import RuleSetError
 from router.settings import Settings
 
@@ -24,21 +24,21 @@ def db_check() -> None:
     """
     from router.records import db
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         problems = asyncio.run(db.schema_problems(settings.database_url))
     except Exception as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise click.ClickException(
-            f"cannot open the database at {_safe_url(settings.database_url)} (ROUTER_DATABASE_URL): {reason}"
+            f"cannot open the database at {safe_url(settings.database_url)} (ROUTER_DATABASE_URL): {reason}"
         ) from None
     if problems:
         for line in problems:
             click.echo(line, err=True)
         raise click.ClickException(
-            f"the schema at {_safe_url(settings.database_url)} lags the code: run `router db upgrade`"
+            f"the schema at {safe_url(settings.database_url)} lags the code: run `router db upgrade`"
         )
-    click.echo(f"database at {_safe_url(settings.database_url)} matches this version's schema")
+    click.echo(f"database at {safe_url(settings.database_url)} matches this version's schema")
 
 
 @click.command("prune")
@@ -50,8 +50,8 @@ def db_prune() -> None:
     from router.records import db, retention
     from router.rules.ruleset import load_ruleset
 
-    settings = _settings()
-    _prepare_database(settings)
+    settings = settings_or_exit()
+    prepare_database(settings)
     try:
         sources = load_ruleset(settings.rules_dir, allow_missing_secrets=True).sources
     except RuleSetError as exc:

@@ -8,7 +8,6 @@ mistakes exit 2.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.access.auth import ROLES
+from router.cli.common import cli_actor, prepare_database, settings_or_exit
 from router.errors import AuthError, SecretStoreError
 from router.settings import Settings
 
@@ -26,21 +26,12 @@ T = TypeVar("T")
 DEV_KEY_FILE = Path("data") / "secret.key"
 
 
-def cli_actor() -> str:
-    """``cli:<os user>``: who made a change from a shell."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no user name in a bare container
-        return f"cli:uid-{os.getuid()}"
-
-
 def _run(work: Callable[[Settings, AsyncSession], Awaitable[T]]) -> T:
     """Open the database for one command; a user-caused error becomes one clear line and exit 1."""
-    from router.cli.commands import _prepare_database, _settings
     from router.records import db
 
-    settings = _settings()
-    _prepare_database(settings)
+    settings = settings_or_exit()
+    prepare_database(settings)
 
     async def main() -> T:
         engine = db.create_engine(settings.database_url)

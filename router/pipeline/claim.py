@@ -20,11 +20,11 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from router import logs
-from router.pipeline.delivery import RunPlan, StepRow
 from router.pipeline.match import EVENT_COLUMNS, build_context, event_from_row, match_rules
+from router.pipeline.record import RunPlan, StepRow
 from router.records.models import Event, Run, RunStep, new_id, utcnow
 from router.records.status import EventStatus, RunStatus, StepStatus
-from router.rules.ruleset import RuleSet
+from router.rules.compiled import RuleSet
 
 log = structlog.get_logger("router.claim")
 

@@ -27,8 +27,8 @@ from sqlalchemy import select, update
 
 from router.pipeline import queue
 from router.pipeline.claim import Claimed, claim_batch
-from router.pipeline.delivery import RunPlan
 from router.pipeline.ledger import describe
+from router.pipeline.record import RunPlan
 from router.records.models import Event, Run, utcnow
 from router.records.status import EventStatus, RunStatus
 

@@ -23,7 +23,7 @@ from router.pipeline.match import build_context, event_dict
 from router.pipeline.signatures import SCHEMES, VerifyConfig, verify
 from router.records.models import new_id
 from router.records.status import EventStatus
-from router.rules.ruleset import CompiledSource, RuleSet
+from router.rules.compiled import CompiledSource, RuleSet
 
 _json = msgspec.json.Decoder()
 

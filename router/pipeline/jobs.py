@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from router import logs
 from router.pipeline import queue, runwait
 from router.pipeline.claim import claim_one
-from router.pipeline.delivery import RunPlan, StepRow
 from router.pipeline.match import EVENT_COLUMNS, event_from_row
 from router.pipeline.queue import JobId
+from router.pipeline.record import RunPlan, StepRow
 from router.records.db import write_transaction
 from router.records.models import Event, Run, RunStep, utcnow
 from router.records.status import RUN_TERMINAL, EventStatus, RunStatus

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from router.actions import ACTIONS
 from router.errors import RouterError, TemplateRenderError
 from router.records.models import Event
+from router.rules.compiled import CompiledRule, CompiledStep, RuleSet
 from router.rules.publicurl import public_url
-from router.rules.ruleset import CompiledRule, CompiledStep, RuleSet
 from router.rules.templating import render_tree
 
 

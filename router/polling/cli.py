@@ -20,7 +20,7 @@ from router.polling.compile import CompiledPoll
 from router.polling.runner import PollDeps, PollReport, default_holder, poll_once
 
 if TYPE_CHECKING:
-    from router.rules.ruleset import CompiledSource, RuleSet
+    from router.rules.compiled import CompiledSource, RuleSet
 
 PREVIEW_CHARS = 100
 
@@ -103,7 +103,7 @@ def poll_command(source: str, once: bool, dry_run: bool, fmt: str) -> None:
     Without --once it polls on the source's schedule until interrupted, as a worker would for this one
     source. Exit status 1 when the poll failed or the source is busy.
     """
-    from router.cli.commands import _prepare_database, _settings
+    from router.cli.common import prepare_database, settings_or_exit
     from router.logs import configure
     from router.pipeline.outbound import create_client
     from router.records import db
@@ -111,9 +111,9 @@ def poll_command(source: str, once: bool, dry_run: bool, fmt: str) -> None:
 
     if dry_run and not once:
         raise click.UsageError("--dry-run polls once: add --once")
-    settings = _settings()
+    settings = settings_or_exit()
     configure(settings.log_level)  # log lines go to stderr: stdout is the report (JSON with --format json)
-    _prepare_database(settings)
+    prepare_database(settings)
 
     async def main() -> int:
         engine = db.create_engine(settings.database_url)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from router.polling.compile import Pull
 from router.records.models import PollRun, PollState
-from router.rules.ruleset import CompiledSource, RuleSet
+from router.rules.compiled import CompiledSource, RuleSet
 
 FAILING_AFTER = 3
 MIN_OVERDUE = 60.0  # seconds past due before a source counts as overdue (at least twice its interval)

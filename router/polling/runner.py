@@ -37,7 +37,7 @@ from router.polling.fetch import Fetch, Found, PassResult, greater, http_fetch, 
 from router.polling.store import Lease, LeaseLost
 from router.polling.timing import after_failure, after_success, ticks_between
 from router.records.models import PollState, new_id, utcnow
-from router.rules.ruleset import CompiledSource, RuleSet
+from router.rules.compiled import CompiledSource, RuleSet
 from router.settings import Settings
 
 log = structlog.get_logger("router.polling")

@@ -25,7 +25,7 @@ from router.pipeline.outbound import REDACT_HEADERS
 from router.pipeline.runwait import next_try
 from router.records.models import Attempt, Event, Run, RunStep
 from router.records.status import EventStatus, RunStatus
-from router.rules.ruleset import CompiledSource
+from router.rules.compiled import CompiledSource
 
 STATUSES = tuple(EventStatus)
 # Filters by a state of the event's runs (router.pipeline.runwait): a routed event whose run waits to retry, …

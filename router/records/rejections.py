@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from router.pipeline.match import redact
 from router.records.eventlog import id_floor, shown_headers
 from router.records.models import Rejection, new_id, utcnow
-from router.rules.ruleset import CompiledSource
+from router.rules.compiled import CompiledSource
 
 log = structlog.get_logger("router.rejections")
 

@@ -29,7 +29,7 @@ from router.pipeline.queue import Enqueue, JobId
 from router.records import retryplan
 from router.records.models import Event, Run, RunStep, new_id, utcnow
 from router.records.status import RUN_FAILED, EventStatus, RunStatus, StepStatus
-from router.rules.ruleset import CompiledRule, RuleSet
+from router.rules.compiled import CompiledRule, RuleSet
 
 SIDE_EFFECTS = ("slack", "email", "http", "emit")
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.records.models import RunStep
 from router.records.status import StepStatus
-from router.rules.ruleset import CompiledRule, RuleSet
+from router.rules.compiled import CompiledRule, RuleSet
 
 DONE = (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
 

@@ -31,10 +31,10 @@ from sqlalchemy import ColumnElement, Float, case, cast, extract, func, literal,
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.pipeline.destinations import url_destination
+from router.records.buckets import bucket_counts, percentile
 from router.records.eventlog import as_utc, id_floor
 from router.records.models import Attempt, Event, Run, RunStep
 from router.records.status import AttemptOutcome
-from router.ui.charts import bucket_counts, percentile
 
 RANGES = {"1h": (60, 1), "6h": (360, 5), "24h": (24 * 60, 15)}  # name: (minutes, bucket minutes)
 LATENCY_SAMPLE = 5_000
@@ -46,7 +46,7 @@ Series = list[tuple[datetime, int]]
 
 @dataclass(frozen=True)
 class Window:
-    """``minutes`` up to ``end`` in ``bucket_minutes`` buckets aligned to the clock (as router.ui.charts has them)."""
+    """``minutes`` up to ``end`` in ``bucket_minutes`` buckets aligned to the clock (see router.records.buckets)."""
 
     end: datetime
     minutes: int = 24 * 60

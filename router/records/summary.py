@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.errors import TemplateRenderError
-from router.rules.ruleset import CompiledSource
+from router.rules.compiled import CompiledSource
 
 FIELDS = 3
 VALUE_CHARS = 48

@@ -15,8 +15,8 @@ from typing import Any
 
 from router.pipeline.destinations import url_destination
 from router.pipeline.retry import parse_duration
+from router.rules.compiled import CompiledRule, CompiledSource
 from router.rules.filters import compile_expression
-from router.rules.ruleset import CompiledRule, CompiledSource
 from router.rules.schema import Alert, RuleFile, Step
 from router.rules.yamlfile import Locator
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from router.rules.ruleset import RuleSet
+from router.rules.compiled import RuleSet
 
 
 @dataclass

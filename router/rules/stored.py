@@ -35,7 +35,9 @@ from router.access import audit, secretstore
 from router.errors import RuleError, RuleSetError
 from router.pipeline.retry import RetrySpec
 from router.records.models import UiRule, utcnow
-from router.rules.ruleset import CompiledRule, RuleSet, _Loader, _model_at, by_source, load_ruleset
+from router.rules.compile import _Loader
+from router.rules.compiled import CompiledRule, RuleSet, by_source
+from router.rules.ruleset import _model_at, load_ruleset
 from router.rules.schema import Rule
 from router.rules.yamlfile import parse_yaml
 from router.settings import Settings

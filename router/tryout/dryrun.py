@@ -8,7 +8,7 @@ from typing import Any
 
 from router.errors import TemplateRenderError
 from router.pipeline.match import build_context, redact, render_step, rule_matches
-from router.rules.ruleset import CompiledRule, CompiledStep
+from router.rules.compiled import CompiledRule, CompiledStep
 from router.rules.templating import Compiled, step_references
 
 _WHEN_REF = re.compile(r"""\bsteps\s*\.\s*(?:"([^"]+)"|([A-Za-z_][A-Za-z0-9_-]*))""")

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from router.errors import TemplateRenderError
 from router.pipeline.match import build_context, event_from_row, redact
 from router.records.models import Event
+from router.rules.compiled import CompiledRule
 from router.rules.filters import Expression, truthy
-from router.rules.ruleset import CompiledRule
 from router.tryout.dryrun import dry_run
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -17,11 +17,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from router.errors import IngestError, RuleError, SignatureError, TemplateRenderError
-from router.pipeline.delivery import SKIPPED_OUTPUT
 from router.pipeline.ingest import fold_headers, parse_body
 from router.pipeline.match import build_context, event_dict, render_step, rule_matches
+from router.pipeline.record import SKIPPED_OUTPUT
 from router.pipeline.signatures import verify
-from router.rules.ruleset import CompiledRule, RuleSet, format_path, pydantic_message
+from router.rules.compile import pydantic_message
+from router.rules.compiled import CompiledRule, RuleSet, format_path
 from router.rules.yamlfile import Locator, parse_yaml
 from router.tryout.ruletest_compare import Mismatch, compare, request_view, template_at
 from router.tryout.ruletest_models import Case, StepCase, TestFile, model_at

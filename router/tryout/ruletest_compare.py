@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from router.rules.ruleset import CompiledStep, format_path
+from router.rules.compiled import CompiledStep, format_path
 from router.rules.templating import Compiled
 
 Path_ = tuple[str | int, ...]

@@ -27,8 +27,8 @@ from router.pipeline.match import build_context, rule_matches
 from router.pipeline.outbound import create_client
 from router.pipeline.store import insert_events
 from router.records.models import Event, Run
+from router.rules.compiled import CompiledRule, RuleSet
 from router.rules.holder import RulesHolder
-from router.rules.ruleset import CompiledRule, RuleSet
 from router.rules.stored import single_attempt
 from router.runtime import WorkerState
 from router.settings import Settings

@@ -22,11 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from router.errors import RuleSetError, WhatIfError
-from router.pipeline.delivery import SKIPPED_OUTPUT
 from router.pipeline.match import event_from_row
+from router.pipeline.record import SKIPPED_OUTPUT
 from router.records.models import Event, Run
 from router.records.status import StepStatus
-from router.rules.ruleset import CompiledRule
+from router.rules.compiled import CompiledRule
 from router.tryout.dryrun import dry_run
 
 DEFAULT_LAST = 100

@@ -27,9 +27,10 @@ from router.pipeline.match import build_context, event_dict, event_from_row, red
 from router.pipeline.presets import PRESETS, Sample
 from router.records.models import Event
 from router.records.summary import summarize
+from router.rules.compile import _Loader, _pydantic_message
+from router.rules.compiled import CompiledStep, RuleSet
 from router.rules.conditions import path_from_parts
 from router.rules.filters import compile_expression, syntax_error_message
-from router.rules.ruleset import CompiledStep, RuleSet, _Loader, _pydantic_message
 from router.rules.schema import Step
 from router.rules.templating import compile_tree, render_tree
 from router.rules.yamlfile import Locator

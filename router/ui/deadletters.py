@@ -24,7 +24,7 @@ from router.records.eventlog import as_utc
 from router.records.models import utcnow
 from router.records.replay import Filters, ReplayError, bulk_retry, dead_letters, preview
 from router.records.status import RUN_FAILED
-from router.rules.ruleset import RuleSet
+from router.rules.compiled import RuleSet
 from router.ui import flash
 from router.ui.render import page
 

@@ -32,7 +32,7 @@ from router.records.models import Event, Run, utcnow
 from router.records.replay import ReplayError, replay_event, retry_run
 from router.records.status import RUN_FAILED, RUN_TERMINAL, EventStatus, RunStatus
 from router.records.summary import Summary, summarize
-from router.rules.ruleset import CompiledSource, RuleSet
+from router.rules.compiled import CompiledSource, RuleSet
 from router.tryout.explain import explain_stored
 from router.ui import flash
 from router.ui.render import page

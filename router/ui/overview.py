@@ -22,7 +22,7 @@ from router.pipeline import destinations
 from router.pipeline.queue import enqueuer
 from router.records import rejections, stats, storage
 from router.records.models import utcnow
-from router.rules.ruleset import RuleSet
+from router.rules.compiled import RuleSet
 from router.ui.charts import bar_chart, line_chart, stacked_bar_chart
 from router.ui.render import page
 from router.ui.sources import how_it_comes, poll_health

@@ -14,7 +14,7 @@ from litestar.params import QueryParameter
 from litestar.response import Template
 
 from router.records.rejections import RejectionFilter, list_rejections
-from router.rules.ruleset import RuleSet
+from router.rules.compiled import RuleSet
 from router.ui.render import page
 
 PAGE = 50
