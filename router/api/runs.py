@@ -13,7 +13,8 @@ from router.access.guard import principal_of
 from router.api.problems import problem
 from router.pipeline import runwait
 from router.pipeline.queue import enqueuer
-from router.records.replay import Filters, ReplayError, bulk_retry, dead_letters, preview, replay_event, retry_run
+from router.records.deadletters import Filters, bulk_retry, dead_letters, preview
+from router.records.replay import ReplayError, replay_event, retry_run
 from router.records.status import RUN_FAILED
 from router.runtime import Runtime
 
