@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from router.access.guard import principal_of
 from router.pipeline import runwait
 from router.pipeline.queue import enqueuer
-from router.records.replay import Filters, bulk_retry, dead_letters, preview, replay_event, retry_run
+from router.records.deadletters import Filters, bulk_retry, dead_letters, preview
+from router.records.replay import replay_event, retry_run
 from router.records.status import RUN_FAILED
 from router.runtime import Runtime
 

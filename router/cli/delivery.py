@@ -17,7 +17,8 @@ import click
 
 from router.cli.common import cli_actor, prepare_database, settings_or_exit
 from router.pipeline.queue import enqueuer
-from router.records.replay import Filters, ReplayError, bulk_retry, dead_letters, preview, replay_event, retry_run
+from router.records.deadletters import Filters, bulk_retry, dead_letters, preview
+from router.records.replay import ReplayError, replay_event, retry_run
 from router.records.status import RUN_FAILED
 from router.settings import Settings
 

@@ -20,9 +20,10 @@ from litestar.response import Template
 
 from router.access.guard import principal_of
 from router.pipeline.queue import enqueuer
+from router.records.deadletters import Filters, bulk_retry, dead_letters, preview
 from router.records.eventlog import as_utc
 from router.records.models import utcnow
-from router.records.replay import Filters, ReplayError, bulk_retry, dead_letters, preview
+from router.records.replay import ReplayError
 from router.records.status import RUN_FAILED
 from router.rules.compiled import RuleSet
 from router.ui import flash
