@@ -78,8 +78,8 @@ def create_app(
 
         watcher = watch_rules(settings, holder, sessions)
         runtime = AppState(settings, engine, sessions, holder, redis, writer, watcher)
-        # handlers take `runtime` (a dependency, below); the guard, ingest and the UI pages read the same
-        # objects from the app's state by name
+        # handlers take `runtime` (a dependency, below); the guard, ingest (its ASGI answer), /metrics and the
+        # rejection log read the same objects from the app's state by name
         state.update(runtime.as_dict(), runtime=runtime)
         worker_task: asyncio.Task[None] | None = None
         worker: Any = None

@@ -60,7 +60,7 @@ class AppState:
         self.rules_watcher = rules_watcher
 
     def as_dict(self) -> dict[str, Any]:
-        """Each shared object by name (the app's ``state`` holds them so too, for the guard and the UI)."""
+        """Each shared object by name (the app's ``state`` holds them so too, for the guard, ingest and /metrics)."""
         return {name: getattr(self, name) for name in self.__slots__}
 
 
