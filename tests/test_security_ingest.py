@@ -84,6 +84,7 @@ def corpus() -> list[Case]:
     ]
 
 
+@pytest.mark.no_cover  # it times the code: coverage's tracer would be measured too
 async def test_hostile_body_corpus_is_4xx_and_fast(router_factory: RouterFactory) -> None:
     cases = corpus()
     statuses: dict[int, int] = {}
@@ -116,6 +117,7 @@ async def test_hostile_body_corpus_is_4xx_and_fast(router_factory: RouterFactory
     assert slowest < 1.0
 
 
+@pytest.mark.no_cover  # it times the code: coverage's tracer would be measured too
 def test_depth_scan_is_cheap() -> None:
     """The pre-check alone, on 1 MiB-class inputs of the worst shapes."""
     inputs = {
@@ -191,6 +193,7 @@ def test_oversized_bodies_are_refused_before_they_are_read(live: Any, sqlite_url
     assert [e["id"] for e in listing["events"]] == [at_limit.json()["event_id"]]
 
 
+@pytest.mark.no_cover  # it times the code: coverage's tracer would be measured too
 def test_a_million_keys_within_the_limit_answers_fast(live: Any) -> None:
     """Parsing is bounded by the body limit; end to end, storing the decoded body dominates (see docs/security.md)."""
     body = b"{" + b",".join(b'"%x":0' % i for i in range(1_000_000)) + b"}"

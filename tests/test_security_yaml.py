@@ -61,6 +61,7 @@ def corpus(canary: Path) -> list[tuple[str, str, str]]:
     ]  # fmt: skip
 
 
+@pytest.mark.no_cover  # it times the code: coverage's tracer would be measured too
 def test_hostile_rule_files_are_refused_fast_and_run_nothing(tmp_path: Path) -> None:
     canary = tmp_path / "canary"
     cases = corpus(canary)
