@@ -72,9 +72,9 @@ def api_token(database_url: str, username: str = "bench") -> str:
     """An admin API token for the management API of the stack on ``database_url`` (migrates it first)."""
     from sqlalchemy import select
 
-    from router import db
-    from router.auth import create_token, create_user
-    from router.models import User
+    from router.access.auth import create_token, create_user
+    from router.records import db
+    from router.records.models import User
 
     async def make() -> str:
         engine = db.create_engine(database_url)
@@ -276,8 +276,8 @@ def purge_queue(url: str) -> int:
 async def count_events(database_url: str, sources: list[str]) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from router import db
-    from router.models import Event
+    from router.records import db
+    from router.records.models import Event
 
     engine = db.create_engine(database_url)
     try:
@@ -295,8 +295,8 @@ async def delete_events(database_url: str, sources: list[str]) -> None:
     """Remove this run's events (and, by cascade, their runs) from a database the bench did not create."""
     from sqlalchemy import delete
 
-    from router import db
-    from router.models import Event, Run
+    from router.records import db
+    from router.records.models import Event, Run
 
     engine = db.create_engine(database_url)
     try:

@@ -29,10 +29,10 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from router import destinations
-from router.capture import insert_events
-from router.ingest import Incoming, new_event_row
 from router.logs import configure
+from router.pipeline import destinations
+from router.pipeline.ingest import Incoming, new_event_row
+from router.pipeline.store import insert_events
 from router.settings import load_settings
 from router.worker import build_worker, close_state, create_redis, create_state
 

@@ -59,6 +59,23 @@ _sink_state = {"healed": False}
 _sink_out: Any = None
 
 
+def _scripted(plan: str, n: int) -> tuple[int, list[tuple[bytes, bytes]], float]:
+    """What a scripted destination answers to its ``n``-th request for one key: status, headers, delay."""
+    if plan == "fail3":
+        return (500 if n <= 3 else 200), [], 0.0
+    if plan == "down":
+        return (200 if _sink_state["healed"] else 500), [], 0.0
+    if plan == "slow":
+        return 200, [], (3.0 if n <= 2 else 0.0)
+    if plan == "r429":
+        return (429, [(b"retry-after", b"3")], 0.0) if n == 1 else (200, [], 0.0)
+    if plan == "gone":
+        return 410, [], 0.0
+    if plan == "moved":
+        return 301, [(b"location", b"http://127.0.0.1:9/elsewhere")], 0.0
+    return 200, [], 0.0
+
+
 async def sink(scope: dict[str, Any], receive: Any, send: Any) -> None:
     global _sink_out
     if scope["type"] != "http":
@@ -81,19 +98,7 @@ async def sink(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path.startswith("/script/"):
         plan = path.removeprefix("/script/")
         _sink_counts[(plan, key)] += 1
-        n = _sink_counts[(plan, key)]
-        if plan == "fail3":
-            status = 500 if n <= 3 else 200
-        elif plan == "down":
-            status = 200 if _sink_state["healed"] else 500
-        elif plan == "slow":
-            delay = 3.0 if n <= 2 else 0.0
-        elif plan == "r429":
-            status, extra = (429, [(b"retry-after", b"3")]) if n == 1 else (200, [])
-        elif plan == "gone":
-            status = 410
-        elif plan == "moved":
-            status, extra = 301, [(b"location", b"http://127.0.0.1:9/elsewhere")]
+        status, extra, delay = _scripted(plan, _sink_counts[(plan, key)])
     elif not path.startswith("/ok/"):
         status = 404
     if path.startswith(("/ok/", "/script/")):
@@ -372,8 +377,8 @@ def new_ids(n: int, source: str = "chaos") -> list[tuple[str, str]]:
 async def _ledger(database_url: str) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from router import db
-    from router.models import Attempt, Event, Run, RunStep
+    from router.records import db
+    from router.records.models import Attempt, Event, Run, RunStep
 
     engine = db.create_engine(database_url)
     try:

@@ -164,8 +164,8 @@ def wait_delivered(sink: str, target: int, stall_timeout: float, children: Child
 async def event_statuses(database_url: str, source: str) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from router import db
-    from router.models import Event
+    from router.records import db
+    from router.records.models import Event
 
     engine = db.create_engine(database_url)
     try:

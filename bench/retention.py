@@ -33,7 +33,7 @@ CHUNK = 5000
 
 
 def ulid_at(moment: datetime, n: int) -> str:
-    from router.eventlog import id_floor
+    from router.records.eventlog import id_floor
 
     return id_floor(moment)[:10] + f"{n:016d}".replace("I", "1")  # digits only: valid Crockford base32
 
@@ -42,8 +42,8 @@ async def seed(database_url: str, events: int, with_runs: bool) -> float:
     """Insert ``events`` old events (60 days ago, 1 ms apart) with their runs, steps and attempts."""
     from sqlalchemy import insert
 
-    from router import db
-    from router.models import Attempt, Event, Run, RunStep
+    from router.records import db
+    from router.records.models import Attempt, Event, Run, RunStep
 
     engine = db.create_engine(database_url)
     await db.migrate(engine)
@@ -116,8 +116,8 @@ async def seed(database_url: str, events: int, with_runs: bool) -> float:
 async def seeded_left(database_url: str) -> int:
     from sqlalchemy import func, select
 
-    from router import db
-    from router.models import Event
+    from router.records import db
+    from router.records.models import Event
 
     engine = db.create_engine(database_url)
     try:

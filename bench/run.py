@@ -307,8 +307,8 @@ def _latest_run_version(stack: Stack) -> str | None:
     from _common import run_async
     from sqlalchemy import select
 
-    from router import db
-    from router.models import Run
+    from router.records import db
+    from router.records.models import Run
 
     url = stack.database_url or f"sqlite+aiosqlite:///{stack.root / 'data' / 'router.db'}"
 

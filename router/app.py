@@ -10,13 +10,14 @@ from typing import Any
 
 import structlog
 from litestar import Litestar, Router
+from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import YamlRenderPlugin
 from litestar.static_files import create_static_files_router
 
-from router import __version__, db, queue, rejections, ui
-from router.access import authorize, security_headers
+from router import __version__, ui
+from router.access.guard import authorize, security_headers
 from router.api import alerts as alerts_api
 from router.api import audit as audit_api
 from router.api import destinations, events, health, hooks, runs, sources, users
@@ -25,13 +26,16 @@ from router.api import rejections as rejections_api
 from router.api import rules as rules_api
 from router.api import secrets as secrets_api
 from router.api import uirules as uirules_api
-from router.api.problems import on_http_error, on_ingest_error, on_unexpected
-from router.apidocs import VendoredRedoc
-from router.capture import EventWriter
-from router.errors import IngestError
-from router.jobs import RulesHolder
+from router.api.apidocs import VendoredRedoc
+from router.api.problems import on_client_error, on_http_error, on_unexpected
+from router.errors import ClientError
+from router.pipeline import queue
+from router.pipeline.store import EventWriter
+from router.records import db, rejections
+from router.records.transactor import Transactor
+from router.rules.holder import RulesHolder
+from router.runtime import AppState, provide_runtime
 from router.settings import Settings, get_settings
-from router.transactor import Transactor
 from router.ui.errors import on_forbidden, on_not_signed_in, on_page_error
 from router.worker import build_worker, close_state, create_redis, create_state, load_rules
 
@@ -70,18 +74,13 @@ def create_app(
         ingest_writes = Transactor(engine, name="ingest", durable=True)
         writer = EventWriter(ingest_writes, on_committed=enqueue)
         writer.start()
-        from router.reload import watch_rules  # hot reload: swap the rule set when a rule file or UI rule changes
+        from router.rules.reload import watch_rules  # hot reload: swap the rule set when a rule file or UI rule changes
 
         watcher = watch_rules(settings, holder, sessions)
-        state.update(
-            settings=settings,
-            engine=engine,
-            sessions=sessions,
-            rules=holder,
-            rules_watcher=watcher,
-            redis=redis,
-            writer=writer,
-        )
+        runtime = AppState(settings, engine, sessions, holder, redis, writer, watcher)
+        # handlers take `runtime` (a dependency, below); the guard, ingest (its ASGI answer), /metrics and the
+        # rejection log read the same objects from the app's state by name
+        state.update(runtime.as_dict(), runtime=runtime)
         worker_task: asyncio.Task[None] | None = None
         worker: Any = None
         if embedded_worker:
@@ -110,7 +109,7 @@ def create_app(
         )
         return [ui.ui_router(), static]
 
-    # Every handler but ingest sits behind the one guard (router/access.py). Ingest is authenticated by its
+    # Every handler but ingest sits behind the one guard (router/access/guard.py). Ingest is authenticated by its
     # source's signature scheme, and Litestar copies the handler object for each guard call it makes: on
     # the hottest route that copy is measurable, so the route has no guard to call.
     guarded = Router(
@@ -156,11 +155,12 @@ def create_app(
     )
     return Litestar(
         route_handlers=[hooks.receive, guarded],
+        dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         before_send=[security_headers],  # every response, the 404 of an unknown path too
         template_config=ui.template_config(),
         lifespan=[lifespan, rejections.lifespan],  # the second starts after the first set up the engine
         exception_handlers={
-            IngestError: on_ingest_error,
+            ClientError: on_client_error,
             NotAuthorizedException: on_not_signed_in,
             PermissionDeniedException: on_forbidden,
             HTTPException: on_page_error(on_http_error),

@@ -39,14 +39,15 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from router.models import Event, Run
+from router.records.models import Event, Run
+from router.records.status import EventStatus, RunStatus, StepStatus
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: they double the output and no dashboard reads them
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 UNKNOWN_SOURCE = "_unknown"
 DELIVERY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0)
-STEP_OUTCOMES = {"succeeded", "failed", "retrying", "held", "skipped", "dead"}
+STEP_OUTCOMES = set(StepStatus) - {StepStatus.PENDING, StepStatus.SUPERSEDED}
 
 
 @dataclass(frozen=True)
@@ -165,17 +166,19 @@ async def queue_figures(engine: AsyncEngine, now: datetime | None = None) -> Que
     due_at = func.coalesce(Run.next_attempt_at, Run.created_at)
     async with engine.connect() as conn:
         events, oldest_event = (
-            await conn.execute(select(func.count(), func.min(Event.received_at)).where(Event.status == "received"))
+            await conn.execute(
+                select(func.count(), func.min(Event.received_at)).where(Event.status == EventStatus.RECEIVED)
+            )
         ).one()
         runs, oldest_run = (
             await conn.execute(
                 select(func.count(), func.min(due_at)).where(
-                    Run.status.in_(("pending", "retrying")),
+                    Run.status.in_((RunStatus.PENDING, RunStatus.RETRYING)),
                     or_(Run.next_attempt_at.is_(None), Run.next_attempt_at <= now),
                 )
             )
         ).one()
-        dead = await conn.scalar(select(func.count()).where(Run.status == "dead"))
+        dead = await conn.scalar(select(func.count()).where(Run.status == RunStatus.DEAD))
     oldest = [_aware(t) for t in (oldest_event, oldest_run) if t is not None]
     waited = (now - min(oldest)).total_seconds() if oldest else 0.0
     return QueueFigures(int(events) + int(runs), max(0.0, waited), int(dead or 0))
@@ -189,7 +192,7 @@ def _aware(value: Any) -> datetime:
 
 
 def breakers_from_overview(entries: Iterable[Mapping[str, Any]]) -> dict[str, bool]:
-    """``router.destinations.overview()`` (what workers published) as destination → open?"""
+    """``router.pipeline.destinations.overview()`` (what workers published) as destination → open?"""
     out: dict[str, bool] = {}
     for entry in entries:
         breaker = entry.get("breaker")

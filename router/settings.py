@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from router.errors import SettingsError
-from router.retry import DEFAULT_SCHEDULE, RetryPolicy, parse_schedule
+from router.pipeline.retry import DEFAULT_SCHEDULE, RetryPolicy, parse_schedule
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/router.db"
 
@@ -175,7 +175,7 @@ class Settings(BaseSettings):
     def _secret_key(cls, value: str | None) -> str | None:
         if not value:
             return None
-        from router.secretstore import keyring
+        from router.access.secretstore import keyring
 
         keyring(value)  # a malformed key fails at start
         return value
@@ -214,7 +214,7 @@ class Settings(BaseSettings):
     @field_validator("egress_allow")
     @classmethod
     def _egress(cls, value: str) -> str:
-        from router.egress import EgressPolicy
+        from router.pipeline.egress import EgressPolicy
 
         EgressPolicy.parse(value)  # a bad entry fails at start, naming it
         return value

@@ -11,16 +11,20 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from router import db, ops
-from router.consumer import Consumer
-from router.delivery import LEDGER_ORDER
 from router.errors import RuleSetError
-from router.http import create_client
-from router.jobs import RulesHolder, WorkerState, execute_run, process_event, sweep
-from router.ledger import LedgerWriter
+from router.ops import chores as ops
+from router.pipeline import queue
+from router.pipeline.consumer import Consumer
+from router.pipeline.jobs import execute_run, process_event, sweep
+from router.pipeline.ledger import LedgerWriter
+from router.pipeline.outbound import create_client
+from router.pipeline.record import LEDGER_ORDER
 from router.polling.jobs import poll_source, poll_tick
+from router.records import db
+from router.records.transactor import Transactor
+from router.rules.holder import RulesHolder
+from router.runtime import WorkerState
 from router.settings import Settings
-from router.transactor import Transactor
 
 log = structlog.get_logger("router.worker")
 
@@ -31,7 +35,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 class RouterWorker(Worker):
     """arq's worker (retries, resumed runs, the reconciler's cron) with the batch consumer beside it.
 
-    New events do not go through arq: the consumer (router/consumer.py) claims them in batches. This
+    New events do not go through arq: the consumer (router/pipeline/consumer.py) claims them in batches. This
     class ties the consumer to arq's life cycle: SIGTERM stops both from taking work and waits for both
     (up to ROUTER_SHUTDOWN_GRACE), and what is still running after that is cancelled and handed back.
 
@@ -68,9 +72,9 @@ async def load_rules(
 ) -> RulesHolder:
     """Load the rule set into a holder; on errors the holder keeps what it had and lists them.
 
-    With ``sessions`` the set includes the UI rules and stored secrets of the database (router.uirules).
+    With ``sessions`` the set includes the UI rules and stored secrets of the database (router.rules.stored).
     """
-    from router.uirules import load_all
+    from router.rules.stored import load_all
 
     holder = holder or RulesHolder()
     try:
@@ -102,8 +106,8 @@ async def create_state(settings: Settings, rules: RulesHolder | None = None, *, 
 async def close_state(state: WorkerState) -> None:
     if state.consumer is not None:
         await state.consumer.close()
-    if state.ledger is not None:
-        await state.ledger.stop()
+    if state.deliverer.ledger is not None:
+        await state.deliverer.ledger.stop()
     if state.writes is not None:
         await state.writes.close()
     await state.http.aclose()
@@ -128,17 +132,16 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         ws: WorkerState = state if state is not None else await create_state(settings)
         ctx["state"] = ws
-        ws.redis = ctx["redis"]
-        ws.destinations.redis = ctx["redis"]
+        ws.attach_redis(ctx["redis"])
         if own_state and not burst:  # a standalone worker watches the rules itself (`router dev` shares the web's)
-            from router.reload import watch_rules
+            from router.rules.reload import watch_rules
 
             ctx["rules_watcher"] = watch_rules(settings, ws.rules, ws.sessions)
         if burst:  # no cron and no consumer in burst mode: sweep once (it queues what is stored), then drain
             await sweep(ctx)
             return
         ws.writes = Transactor(ws.engine, name="worker")
-        ws.ledger = LedgerWriter(ws.writes, LEDGER_ORDER).start()
+        ws.deliverer.ledger = LedgerWriter(ws.writes, LEDGER_ORDER).start()
         ws.consumer = worker.consumer = Consumer(ws, concurrency=settings.worker_concurrency).start()
         ctx["ops"] = await ops.start(settings, ws)  # heartbeat, metrics, alerts, prune
 
@@ -150,9 +153,9 @@ def build_worker(
         if ws is not None and ws.consumer is not None:
             await ws.consumer.close()  # cancels and hands back what is still running
             ws.consumer = worker.consumer = None
-        if ws is not None and ws.ledger is not None:
-            await ws.ledger.stop()
-            ws.ledger = None
+        if ws is not None and ws.deliverer.ledger is not None:
+            await ws.deliverer.ledger.stop()
+            ws.deliverer.ledger = None
         if ws is not None and ws.writes is not None:
             await ws.writes.close()
             ws.writes = None
@@ -162,7 +165,11 @@ def build_worker(
     # arq cron takes a set of seconds; use the largest divisor of 60 not above the interval, so sweeps are even.
     step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60) if d <= max(1, settings.sweep_interval))
     worker = RouterWorker(
-        functions=[func(process_event, max_tries=20), func(execute_run, max_tries=20), func(poll_source, max_tries=3)],
+        functions=[
+            func(process_event, name=queue.PROCESS_EVENT, max_tries=20),
+            func(execute_run, name=queue.EXECUTE_RUN, max_tries=20),
+            func(poll_source, name=queue.POLL_SOURCE, max_tries=3),
+        ],
         cron_jobs=None
         if burst
         else [

@@ -68,8 +68,8 @@ def create_user(database_url: str, username: str, role: str) -> None:
     import asyncio
     import concurrent.futures
 
-    from router import db
-    from router.auth import create_user as make
+    from router.access.auth import create_user as make
+    from router.records import db
 
     async def run() -> None:
         engine = db.create_engine(database_url)

@@ -20,8 +20,8 @@ import tempfile
 import textwrap
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,9 @@ from litestar.testing import AsyncTestClient
 
 from router.app import create_app
 from router.settings import Settings, load_settings
+from tests.helpers import eventually as eventually  # re-exported: the tests import these from here
+from tests.helpers import live_server as live_server
+from tests.helpers import sign_in as sign_in
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
@@ -111,38 +114,50 @@ def _postgres_admin_url() -> str:
     return os.environ.get("ROUTER_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 
 
-@pytest.fixture(scope="session")
-def postgres_db() -> Iterator[str | None]:
-    """A fresh PostgreSQL database for this test session, or None when no server answers."""
+def _postgres_user() -> str:
+    return os.environ.get("PGUSER", "postgres")
+
+
+def _postgres_admin(sql: str) -> None:
+    """Run ``sql`` on the admin database (it may be first needed from inside a running loop: a thread of its own)."""
     import asyncpg
 
-    admin = _postgres_admin_url()
-    name = f"router_test_{uuid.uuid4().hex[:8]}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(admin, user=os.environ.get("PGUSER", "postgres"), timeout=3)
+    async def run() -> None:
+        conn = await asyncpg.connect(_postgres_admin_url(), user=_postgres_user(), timeout=3)
         try:
             await conn.execute(sql)
         finally:
             await conn.close()
 
-    def sync(sql: str) -> None:  # may be first requested from inside a running loop
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, run(sql)).result()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
 
+
+def _create_postgres_database(name: str) -> str | None:
+    """Create database ``name``; its URL for the app, or None when no server answers (a failure in CI)."""
+    import asyncpg
+
+    admin = _postgres_admin_url()
     try:
-        sync(f'CREATE DATABASE "{name}"')
+        _postgres_admin(f'CREATE DATABASE "{name}"')
     except (OSError, asyncpg.PostgresError) as exc:
         if os.environ.get("ROUTER_TEST_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL required but unavailable at {admin}: {exc}")
-        yield None
-        return
+        return None
     base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    user = os.environ.get("PGUSER", "postgres")
     if "@" not in base:
-        base = base.replace("://", f"://{user}@", 1)
-    yield f"{base}/{name}"
-    sync(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        base = base.replace("://", f"://{_postgres_user()}@", 1)
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres_db() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this test session, or None when no server answers."""
+    name = f"router_test_{uuid.uuid4().hex[:8]}"
+    url = _create_postgres_database(name)
+    yield url
+    if url is not None:
+        _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -150,36 +165,14 @@ def fresh_postgres() -> Iterator[str]:
     """A PostgreSQL database of this test's own (a random name), dropped after it; skipped when none answers.
 
     For tests whose processes need a database nobody else touches (the session's is shared and emptied)."""
-    import asyncpg
-
-    admin = _postgres_admin_url()
     name = f"router_own_{uuid.uuid4().hex[:8]}"
-    user = os.environ.get("PGUSER", "postgres")
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(admin, user=user, timeout=3)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    def sync(sql: str) -> None:  # may be first requested from inside a running loop
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, run(sql)).result()
-
+    url = _create_postgres_database(name)
+    if url is None:
+        pytest.skip("PostgreSQL is not reachable (set ROUTER_TEST_POSTGRES_URL)")
     try:
-        sync(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as exc:
-        if os.environ.get("ROUTER_TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL required but unavailable at {admin}: {exc}")
-        pytest.skip(f"PostgreSQL is not reachable (set ROUTER_TEST_POSTGRES_URL): {exc}")
-    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    if "@" not in base:
-        base = base.replace("://", f"://{user}@", 1)
-    try:
-        yield f"{base}/{name}"
+        yield url
     finally:
-        sync(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -190,14 +183,14 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str | None = request.getfixturevalue("postgres_db")
     if url is None:
         pytest.skip("PostgreSQL is not reachable (set ROUTER_TEST_POSTGRES_URL)")
-    from router import db
+    from router.records import db
 
     engine = db.create_engine(url)
     await db.migrate(engine)
     async with engine.begin() as conn:
         from sqlalchemy import text
 
-        from router.models import Base
+        from router.records.models import Base
 
         tables = ", ".join(table.name for table in Base.metadata.sorted_tables)  # every table the models define
         await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
@@ -208,6 +201,18 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'router.db'}"
+
+
+@pytest.fixture
+def api_server() -> Iterator[Any]:
+    """A threaded pytest-httpserver on loopback for the API a polled source calls (the polling tests)."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
 
 
 def write_rules(folder: Path, files: dict[str, str]) -> Path:
@@ -322,8 +327,8 @@ async def create_admin_token(sessions: Any, username: str = "test-admin", role: 
     """A user (made once per database) and a fresh API token for it."""
     from sqlalchemy import select
 
-    from router.auth import create_token
-    from router.models import User, new_id
+    from router.access.auth import create_token
+    from router.records.models import User, new_id
 
     async with sessions() as session:
         user = await session.scalar(select(User).where(User.username == username))
@@ -338,7 +343,7 @@ async def create_admin_token(sessions: Any, username: str = "test-admin", role: 
 
 async def admin_token(database_url: str, username: str = "test-admin", role: str = "admin") -> str:
     """The same through an engine of the caller's loop: migrates the database first, then makes the token."""
-    from router import db
+    from router.records import db
 
     engine = db.create_engine(database_url)
     try:
@@ -348,83 +353,7 @@ async def admin_token(database_url: str, username: str = "test-admin", role: str
         await engine.dispose()
 
 
-async def sign_in(r: Router, username: str = "ui-admin", role: str = "admin", password: str = "ui-password-1") -> str:
-    """Sign ``r.client`` in through the real form as a (new) user with ``role``; returns the session's CSRF token.
-
-    The bearer token is dropped, so every later request is a browser-style one carrying the session cookie.
-    """
-    import re
-
-    from sqlalchemy import select
-
-    from router import db
-    from router.auth import create_user
-    from router.models import User, UserSession
-
-    engine = db.create_engine(r.settings.database_url)
-    try:
-        sessions = db.sessionmaker(engine)
-        async with sessions() as session:
-            if await session.scalar(select(User.id).where(User.username == username)) is None:
-                await create_user(session, username, password, role)
-                await session.commit()
-        r.client.headers.pop("authorization", None)
-        form = await r.client.get("/login")
-        assert form.status_code == 200, "no sign-in page: mark the test (module) with pytest.mark.ui"
-        match = re.search(r'name="_csrf" value="([^"]+)"', form.text)
-        assert match, form.text
-        response = await r.client.post(
-            "/login",
-            data={"username": username, "password": password, "_csrf": match.group(1), "next": "/"},
-            follow_redirects=False,
-        )
-        assert response.status_code == 303, response.text
-        async with sessions() as session:
-            csrf = await session.scalar(
-                select(UserSession.csrf_token)
-                .join(User, User.id == UserSession.user_id)
-                .where(User.username == username)
-                .order_by(UserSession.created_at.desc())
-                .limit(1)
-            )
-        assert csrf
-        return csrf
-    finally:
-        await engine.dispose()
-
-
 def admin_token_for(database_url: str, username: str = "test-admin", role: str = "admin") -> str:
     """``admin_token`` for synchronous tests (a database another process serves)."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, admin_token(database_url, username, role)).result()
-
-
-@contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with a real uvicorn on a free loopback port (in a thread); yields its base URL."""
-    import threading
-
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)

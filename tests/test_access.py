@@ -133,8 +133,8 @@ async def test_session_cookie_flags(router_factory: RouterFactory) -> None:
 
 
 async def sign_in_raw(r: Any) -> None:
-    from router import db
-    from router.auth import create_user
+    from router.access.auth import create_user
+    from router.records import db
 
     engine = db.create_engine(r.settings.database_url)
     async with db.sessionmaker(engine)() as session:

@@ -12,10 +12,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
 
-from router import db
-from router.jobs import RulesHolder
-from router.models import Event, RunStep
-from router.ruleset import load_ruleset
+from router.records import db
+from router.records.models import Event, RunStep
+from router.rules.holder import RulesHolder
+from router.rules.ruleset import load_ruleset
 from router.worker import close_state, create_state
 from tests.conftest import Router, RouterFactory, eventually
 
@@ -165,7 +165,7 @@ async def test_retried_emit_returns_the_first_event(router_factory: RouterFactor
                 row = (await session.scalars(select(RunStep).where(RunStep.step_id == "forward"))).one()
             assert event is not None
             key = "emit:" + row.idempotency_key
-            emit = partial(state.emit, ruleset, event.chain_depth, row.id, "audit")
+            emit = partial(state.deliverer.emit, ruleset, event.chain_depth, row.id, "audit")
             again = await emit(CHILD_BODY, {}, key)
             twice = await emit({"other": True}, {}, key)
             fresh = await emit({"other": True}, {}, key + ":other")

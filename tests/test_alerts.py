@@ -20,11 +20,13 @@ import redis.asyncio as aioredis
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from router import alerts, db
-from router.destinations import url_destination
 from router.errors import RuleSetError
 from router.metrics import sample
-from router.ruleset import RuleSet, load_ruleset
+from router.ops import alerts
+from router.pipeline.destinations import url_destination
+from router.records import db
+from router.rules.compiled import RuleSet
+from router.rules.ruleset import load_ruleset
 from router.worker import create_redis
 from tests.conftest import Router, RouterFactory, eventually, sign_in, write_rules
 
@@ -343,7 +345,7 @@ async def _async(value: bool) -> bool:
 def test_alert_files_are_checked_like_rule_files(tmp_path: Any) -> None:
     from click.testing import CliRunner
 
-    from router.cli import main
+    from router.cli.commands import main
 
     folder = write_rules(
         tmp_path / "rules",

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from markupsafe import Markup
 
-from router.charts import bar_chart, bucket_counts, bucket_percentiles, fmt, line_chart, percentile
+from router.records.buckets import bucket_counts, bucket_percentiles, percentile
+from router.ui.charts import bar_chart, fmt, line_chart
 
 NS = "{http://www.w3.org/2000/svg}"
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -205,7 +206,7 @@ def test_bucket_percentiles() -> None:
 
 
 def test_stacked_bar_chart_stacks_each_bucket_s_counts_with_a_legend() -> None:
-    from router.charts import stacked_bar_chart
+    from router.ui.charts import stacked_bar_chart
 
     ok, bad = [4.0, 0.0, 6.0], [1.0, 2.0, 0.0]
     root = parse(stacked_bar_chart({"succeeded": series(ok), "failed": series(bad)}, title="Deliveries"))

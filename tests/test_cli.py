@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from pathlib import Path
 
@@ -12,12 +10,13 @@ from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
 from sqlalchemy import inspect
 
-from router import db
-from router.cli import main
+from router.cli.commands import main
 from router.errors import SettingsError
-from router.schema import json_schema_text
+from router.records import db
+from router.rules.schema import json_schema_text
 from router.settings import load_settings
 from tests.conftest import write_rules
+from tests.helpers import github_signature
 
 GOOD = {
     "gh.yaml": """
@@ -96,8 +95,8 @@ def test_send_signs_with_the_source_scheme(
     answer = result.stdout[result.stdout.index("202 ") + 4 :]
     assert json.loads(answer) == {"event_id": "E1"}
     (request, _) = httpserver.log[0]
-    expected = hmac.new(b"cli-secret", b'{"ref": "refs/heads/main"}', hashlib.sha256).hexdigest()
-    assert request.headers["X-Hub-Signature-256"] == f"sha256={expected}"
+    expected = github_signature(b'{"ref": "refs/heads/main"}', "cli-secret")
+    assert request.headers["X-Hub-Signature-256"] == expected
     assert request.headers["X-GitHub-Event"] == "push"
     assert request.headers["Content-Type"] == "application/json"
     assert request.get_data() == b'{"ref": "refs/heads/main"}'
@@ -148,7 +147,7 @@ def test_db_upgrade_creates_the_schema_and_matches_the_models(tmp_path: Path, mo
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from router.models import Base
+    from router.records.models import Base
 
     async def diff() -> tuple[list[object], set[str]]:
         engine = db.create_engine(url)

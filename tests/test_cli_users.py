@@ -14,10 +14,10 @@ from click.testing import CliRunner, Result
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from router import db
-from router.auth import authenticate_password, principal_from_token
-from router.cli import main
-from router.cli_users import cli_actor
+from router.access.auth import authenticate_password, principal_from_token
+from router.cli.commands import main
+from router.cli.users import cli_actor
+from router.records import db
 from tests.conftest import free_port
 from tests.test_processes import base_env, running
 
@@ -185,7 +185,7 @@ async def test_secrets_commands_and_rotation(cli: Any, database_url: str) -> Non
     assert rotated.exit_code == 0, rotated.output
     assert "re-encrypted 2 secret(s)" in rotated.output
     engine = db.create_engine(database_url)
-    from router.secretstore import decrypt_all
+    from router.access.secretstore import decrypt_all
 
     async with db.sessionmaker(engine)() as session:
         values, errors = await decrypt_all(session, NEW)  # the old key can go now
@@ -275,7 +275,7 @@ async def test_replay_and_retry_from_the_shell_are_audited(
 def test_secrets_commands_fall_back_to_the_dev_key(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from router.cli_users import dev_secret_key
+    from router.cli.users import dev_secret_key
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ROUTER_SECRET_KEY", raising=False)
@@ -289,7 +289,7 @@ def test_secrets_commands_fall_back_to_the_dev_key(
     assert "using the key `router dev` wrote to data/secret.key" in result.stderr
 
     async def decrypted() -> dict[str, str]:
-        from router.secretstore import decrypt_all
+        from router.access.secretstore import decrypt_all
 
         engine = db.create_engine(sqlite_url)
         async with db.sessionmaker(engine)() as session:

@@ -19,7 +19,7 @@ import click
 import pytest
 from ruamel.yaml import YAML
 
-from router import cli
+from router.cli import commands as cli
 from router.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -449,7 +449,7 @@ def test_dockerignore_keeps_local_state_out(name: str) -> None:
 
 def test_database_pool_size_sets_each_process_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     """docs/deploy.md sizes PostgreSQL's connections from ROUTER_DATABASE_POOL_SIZE: the engine must use it."""
-    from router import db
+    from router.records import db
     from router.settings import get_settings
 
     monkeypatch.setenv("ROUTER_DATABASE_POOL_SIZE", "3")

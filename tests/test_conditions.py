@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.conditions import (
+from router.errors import TemplateRenderError
+from router.rules.conditions import (
     OPS,
     Condition,
     ConditionError,
@@ -27,13 +28,12 @@ from router.conditions import (
     sample_paths,
     validate_path,
 )
-from router.errors import TemplateRenderError
-from router.matcher import compile_expression
+from router.rules.filters import compile_expression
 
 PROPERTY = settings(database=None, deadline=None, max_examples=300)
 
 # A filter whose evaluation fails does not match; jmespath raises TypeError itself for `"abc" > 5` and
-# `contains("abc", 5)`, which router/matcher.py does not turn into TemplateRenderError (yet).
+# `contains("abc", 5)`, which router/rules/filters.py does not turn into TemplateRenderError (yet).
 EVALUATION_ERRORS = (TemplateRenderError, TypeError)
 
 

@@ -11,17 +11,18 @@ import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, insert, select
 
-from router import consumer as consumer_module
-from router import db, queue
-from router.capture import insert_events
-from router.claim import claim_batch
-from router.consumer import Consumer
-from router.delivery import LEDGER_ORDER
-from router.ingest import Incoming, new_event_row
-from router.ledger import LedgerWriter
-from router.models import Attempt, Event, Run, RunStep, new_id, utcnow
+from router.pipeline import consumer as consumer_module
+from router.pipeline import queue
+from router.pipeline.claim import claim_batch
+from router.pipeline.consumer import Consumer
+from router.pipeline.ingest import Incoming, new_event_row
+from router.pipeline.ledger import LedgerWriter
+from router.pipeline.record import LEDGER_ORDER
+from router.pipeline.store import insert_events
+from router.records import db
+from router.records.models import Attempt, Event, Run, RunStep, new_id, utcnow
+from router.records.transactor import Transactor
 from router.settings import load_settings
-from router.transactor import Transactor
 from router.worker import close_state, create_redis, create_state
 from tests.conftest import write_rules
 
@@ -147,9 +148,10 @@ async def test_the_doorbell_wakes_a_consumer_at_once_and_the_database_is_the_que
     )
     monkeypatch.setattr(consumer_module, "POLL_SECONDS", 60.0)  # only the doorbell can wake it in time
     state = await create_state(settings)
-    redis = state.redis = create_redis(redis_clean)
+    redis = create_redis(redis_clean)
+    state.attach_redis(redis)
     state.writes = Transactor(state.engine, name="test")
-    state.ledger = LedgerWriter(state.writes, LEDGER_ORDER).start()
+    state.deliverer.ledger = LedgerWriter(state.writes, LEDGER_ORDER).start()
     consumer = state.consumer = Consumer(state, concurrency=10).start()
     try:
         await asyncio.sleep(0.3)  # the first look found nothing; now it waits for the doorbell
@@ -160,14 +162,14 @@ async def test_the_doorbell_wakes_a_consumer_at_once_and_the_database_is_the_que
         monkeypatch.setattr(consumer_module, "POLL_SECONDS", 0.2)
         consumer.stop_claiming()
         await consumer.close()
-        state.redis = None
+        state.attach_redis(None)
         consumer = state.consumer = Consumer(state, concurrency=10).start()
         await store(state.engine, 2)
         await _until_delivered(httpserver, 5, timeout=10)
     finally:
         await consumer.close()
         state.consumer = None
-        await state.ledger.stop()
+        await state.deliverer.ledger.stop()
         await close_state(state)
         await redis.aclose(close_connection_pool=True)
     bodies = sorted(json.loads(request.data)["n"] for request, _ in httpserver.log)

@@ -8,7 +8,7 @@ from typing import Any
 
 from pytest_httpserver import HTTPServer
 
-from router.destinations import COOL_DOWN, Breaker, destination_of
+from router.pipeline.destinations import COOL_DOWN, Breaker, destination_of
 from tests.conftest import Router, RouterFactory, eventually
 
 

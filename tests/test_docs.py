@@ -5,7 +5,7 @@ Conventions for writing README.md and docs/*.md so that these tests can check th
 * **Rule-file blocks.** A fenced block with info string ``yaml`` is a rule file when a line starts
   with ``sources:`` or ``rules:``, or when it has both a top-level ``source:`` and ``steps:`` (one
   rule at top level). All rule-file blocks of one page are written as separate files into one
-  folder and loaded together with ``router.ruleset.load_ruleset`` (so a rule may use a source
+  folder and loaded together with ``router.rules.ruleset.load_ruleset`` (so a rule may use a source
   defined in another block of the same page, and ids must be unique within a page). They load with
   an empty environment and ``allow_missing_secrets=True``: ``${NAME}`` without a default is fine.
   Other YAML (docker compose, fragments of a step) is not a rule file and is not loaded.
@@ -34,14 +34,14 @@ from typing import Any
 import pytest
 
 from router.actions import ACTIONS
-from router.cli import main
+from router.cli.commands import main
 from router.errors import RuleSetError, TemplateRenderError
-from router.matcher import compile_expression, truthy
-from router.routing import build_context, event_dict
-from router.ruleset import load_ruleset
+from router.pipeline.match import build_context, event_dict
+from router.pipeline.signatures import SCHEMES
+from router.rules.filters import compile_expression, truthy
+from router.rules.ruleset import load_ruleset
+from router.rules.templating import compile_string, render_tree
 from router.settings import Settings
-from router.signatures import SCHEMES
-from router.templating import compile_string, render_tree
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
@@ -170,7 +170,7 @@ def test_every_cli_command_and_its_help_is_in_cli_md(command: list[str]) -> None
     # A real process on an 80-column terminal, as a user sees it (and immune to click caching a
     # command's help option in-process when another test invokes the command on its own).
     env = {**os.environ, "COLUMNS": "80"}
-    program = "from router.cli import main; main(prog_name='router')"
+    program = "from router.cli.commands import main; main(prog_name='router')"
     result = subprocess.run(
         [sys.executable, "-c", program, *command, "--help"], capture_output=True, text=True, env=env, check=False
     )

@@ -1,14 +1,12 @@
 """The shipped examples work: rules/ loads, each rule matches its sample and renders exactly what the docs show.
 
-No Redis, database or network: the rule set is compiled with ``router.ruleset.load_ruleset`` and each
-rule is run through ``router.dryrun.dry_run``, the code the worker and the dry-run API use.
+No Redis, database or network: the rule set is compiled with ``router.rules.ruleset.load_ruleset`` and each
+rule is run through ``router.tryout.dryrun.dry_run``, the code the worker and the dry-run API use.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
 import json
 from pathlib import Path
 from typing import Any
@@ -16,13 +14,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from router.cli import main
-from router.dryrun import dry_run
-from router.ingest import dedupe_key
-from router.routing import build_context, event_dict, render_step
-from router.ruleset import RuleSet, load_ruleset
-from router.schema import json_schema_text
-from router.signatures import sign, verify
+from router.cli.commands import main
+from router.pipeline.ingest import dedupe_key
+from router.pipeline.match import build_context, event_dict, render_step
+from router.pipeline.signatures import sign, verify
+from router.rules.compiled import RuleSet
+from router.rules.ruleset import load_ruleset
+from router.rules.schema import json_schema_text
+from router.tryout.dryrun import dry_run
+from tests.helpers import github_signature
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "rules"
@@ -122,7 +122,7 @@ def test_rule_files_point_editors_at_the_schema(path: Path) -> None:
 
 
 def test_rule_test_schema_file_is_up_to_date() -> None:
-    from router.ruletest_models import json_schema_text as test_schema_text
+    from router.tryout.ruletest_models import json_schema_text as test_schema_text
 
     assert (RULES / "rule-test.schema.json").read_text(encoding="utf-8") == test_schema_text(), (
         "rules/rule-test.schema.json is stale: run `router schema --tests -o rules/rule-test.schema.json`"
@@ -169,7 +169,7 @@ def test_samples_are_json() -> None:
 def test_readme_openssl_signature_verifies(ruleset: RuleSet) -> None:
     """The README's curl: HMAC-SHA256 of the file's bytes with dev-github-secret, as sha256=<hex>."""
     raw = (SAMPLES / "github-push.json").read_bytes()
-    signature = "sha256=" + hmac.new(b"dev-github-secret", raw, hashlib.sha256).hexdigest()
+    signature = github_signature(raw, "dev-github-secret")
     cfg = ruleset.sources["github"].verify
     assert cfg is not None
     verify(cfg, raw, {"x-hub-signature-256": signature}, {})

@@ -8,8 +8,8 @@ import jmespath
 import pytest
 from pytest_httpserver import HTTPServer
 
-from router.explain import explain_tree, expression_text
-from router.routing import build_context, event_dict
+from router.pipeline.match import build_context, event_dict
+from router.tryout.explain import explain_tree, expression_text
 from tests.conftest import RouterFactory
 
 ROUND_TRIP = [

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,12 +11,13 @@ from typing import Any
 import httpx
 from sqlalchemy import select, update
 
-from router import db
 from router.app import create_app
-from router.models import Event
+from router.records import db
+from router.records.models import Event
 from router.settings import load_settings
 from router.worker import build_worker
 from tests.conftest import RouterFactory, admin_token_for, free_port, live_server, write_rules
+from tests.helpers import hmac_hex
 
 RULES = {
     "s.yaml": """
@@ -43,7 +42,7 @@ RULES = {
 
 
 def signed(body: bytes) -> dict[str, str]:
-    return {"x-signature": hmac.new(b"topsecret", body, hashlib.sha256).hexdigest()}
+    return {"x-signature": hmac_hex("topsecret", body)}
 
 
 async def test_unknown_source_is_404_problem(router_factory: RouterFactory) -> None:

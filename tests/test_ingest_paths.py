@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ import pytest
 
 from router.api.hooks import receive
 from tests.conftest import RouterFactory
+from tests.helpers import github_headers
 
 SECRET = "ingest-paths-secret"
 RULES = {
@@ -30,13 +29,7 @@ RULES = {
 
 
 def signed(body: bytes, delivery: str, secret: str = SECRET) -> dict[str, str]:
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {
-        "content-type": "application/json",
-        "x-github-event": "push",
-        "x-github-delivery": delivery,
-        "x-hub-signature-256": f"sha256={digest}",
-    }
+    return github_headers(body, secret, delivery=delivery)
 
 
 CASES: list[tuple[str, str, bytes, dict[str, str]]] = [

@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -104,3 +105,19 @@ def test_a_fresh_virtualenv_from_the_lock_passes_the_quick_subset(tmp_path: Path
     )
     assert quick.returncode == 0, quick.stdout[-5000:] + quick.stderr[-2000:]
     assert " passed" in quick.stdout.splitlines()[-1]
+
+
+def test_the_pre_commit_hooks_run_ci_s_checks_from_the_virtualenv() -> None:
+    config = yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())
+    hooks = {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
+    assert all(repo["repo"] == "local" for repo in config["repos"]), "the hooks fetch nothing"
+    assert set(hooks) == {"ruff", "ruff-format", "mypy"}
+    ci = (REPO / ".ci" / "run").read_text()
+    for hook in hooks.values():
+        assert hook["language"] == "system"
+        entry = hook["entry"].split()
+        assert entry[0].startswith(".venv/bin/"), hook
+        command = " ".join([entry[0].removeprefix(".venv/bin/"), *entry[1:2]])
+        assert f"\n{command}" in ci, f"{command!r} is not one of .ci/run's checks"
+    assert hooks["mypy"]["pass_filenames"] is False, "mypy checks the packages pyproject.toml lists, as in CI"
+    assert "pre-commit install" in (REPO / "README.md").read_text()

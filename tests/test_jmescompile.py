@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.errors import TemplateRenderError
-from router.matcher import OPTIONS, compile_expression
+from router.rules.filters import OPTIONS, compile_expression
 
 PATHS = ["a", "b.c", "b.d[0]", "b.d[-1]", "@", "@.a", "[a, n]", "b", 'b."x-y"', "missing.deep", "n"]
 LITERALS: list[Any] = ["", "a", "ab", 0, 1, 2, -1, 1.5, True, False, None, [], [1, "a"], {}, {"k": 1}]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from router.errors import TemplateRenderError
-from router.matcher import compile_expression
+from router.rules.filters import compile_expression
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from alembic import command
 from sqlalchemy import JSON, DateTime, LargeBinary, column, func, insert, select, table, text
 from sqlalchemy.engine import Connection
 
-from router import db
-from router.models import AlertState, Attempt, Event, Run, RunStep, UiRule, User
+from router.records import db
+from router.records.models import AlertState, Attempt, Event, Run, RunStep, UiRule, User
 from tests.conftest import REPO
 
 PREVIOUS_RELEASE = "0004"

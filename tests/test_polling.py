@@ -1,14 +1,14 @@
 """Polling a paginated API on loopback (a real HTTP server) into events, on SQLite and PostgreSQL.
 
 Each test drives ``router.polling.runner.poll_once`` (what the workers' job runs) against the real
-database and the real outgoing client (``router.http.send``, through the egress guard).
+database and the real outgoing client (``router.pipeline.outbound.send``, through the egress guard).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,25 +17,17 @@ import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 
-from router import db
-from router.http import create_client
-from router.models import Event, PollRun, PollState
+from router.pipeline.outbound import create_client
 from router.polling.runner import PollDeps, PollReport, poll_once
-from router.ruleset import RuleSet, load_ruleset
+from router.records import db
+from router.records.models import Event, PollRun, PollState
+from router.rules.compiled import RuleSet
+from router.rules.ruleset import load_ruleset
 from router.settings import Settings, load_settings
 from tests.conftest import write_rules
 from tests.poll_api import PagedAPI, rules
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def api_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
 
 
 class Poller:

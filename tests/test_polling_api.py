@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,15 +13,6 @@ from tests.poll_api import PagedAPI, rules
 from tests.test_polling import Clock, make_poller
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def api_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
 
 
 async def test_failing_polls_show_in_health_and_the_polls_api(

@@ -19,9 +19,9 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy import text
 from werkzeug import Request, Response
 
-from router import db
 from router.logs import configure
-from router.models import Base
+from router.records import db
+from router.records.models import Base
 from tests.conftest import RouterFactory, eventually, sign_in
 from tests.test_security_canary import redis_places
 

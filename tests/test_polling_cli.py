@@ -12,7 +12,7 @@ import structlog
 from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
 
-from router.cli import main
+from router.cli.commands import main
 from tests.conftest import write_rules
 from tests.poll_api import PagedAPI, rules
 from tests.test_polling_workers import db_read, events
@@ -21,7 +21,7 @@ from tests.test_polling_workers import db_read, events
 def poll_states(database_url: str) -> list[object]:
     from sqlalchemy import select
 
-    from router.models import PollState
+    from router.records.models import PollState
 
     async def read(conn: object) -> list[object]:
         return list((await conn.execute(select(PollState.source))).all())  # type: ignore[attr-defined]
@@ -31,15 +31,6 @@ def poll_states(database_url: str) -> list[object]:
 
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def api_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -19,11 +19,11 @@ from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
 from werkzeug.wrappers import Request, Response
 
-from router.capture import insert_events
-from router.cli import main
-from router.ingest import Incoming, accept
-from router.routing import build_context, event_from_row, match_rules, render_step
-from router.signatures import sign
+from router.cli.commands import main
+from router.pipeline.ingest import Incoming, accept
+from router.pipeline.match import build_context, event_from_row, match_rules, render_step
+from router.pipeline.signatures import sign
+from router.pipeline.store import insert_events
 from tests.conftest import REPO, write_rules
 from tests.poll_api import PagedAPI
 from tests.test_polling import Clock, make_poller
@@ -50,15 +50,6 @@ def own_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(logging.root, "handlers", [])
     yield
     structlog.reset_defaults()
-
-
-@pytest.fixture
-def api_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
 
 
 def test_example_poll_prints_what_the_page_shows(
@@ -139,7 +130,7 @@ async def test_example_reconcile_recovers_only_the_webhooks_that_never_came(
         async with p.engine.connect() as conn:
             from sqlalchemy import select
 
-            from router.models import Event
+            from router.records.models import Event
 
             stored = (await conn.execute(select(Event).where(Event.via == "reconcile"))).all()
         for event in stored:

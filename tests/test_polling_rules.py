@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from router.errors import IngestError, RuleSetError
-from router.ingest import Incoming, accept
+from router.pipeline.ingest import Incoming, accept
 from router.polling.compile import CompiledPoll, CompiledSchedule, effective_spec
 from router.polling.spec import PollSpec
 from router.polling.timing import Cron, Every, after_failure, after_success, ticks_between
-from router.ruleset import load_ruleset
+from router.rules.ruleset import load_ruleset
 from tests.conftest import write_rules
 
 CONTRACT = """
@@ -220,7 +220,7 @@ def test_backoff_doubles_up_to_an_hour_and_retry_after_is_a_floor() -> None:
 def test_router_check_reports_poll_problems_as_file_line_col(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from router.cli import main
+    from router.cli.commands import main
 
     monkeypatch.chdir(tmp_path)
     write_rules(tmp_path / "rules", {"pull.yaml": CONTRACT})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from router.ruletest import run_folder
+from router.tryout.ruletest import run_folder
 from tests.conftest import REPO, write_rules
 
 RULES = """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,6 @@ from tests.poll_api import PagedAPI, rules
 from tests.test_polling import Clock, make_poller
 
 pytestmark = [pytest.mark.ui, pytest.mark.postgres]
-
-
-@pytest.fixture
-def api_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
 
 
 def text_of(html: str) -> str:

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +27,11 @@ from tests.test_processes import base_env, running
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
 
 
-@pytest.fixture
-def api_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
 def db_read(database_url: str, read: Callable[[Any], Any]) -> Any:
     """Run ``await read(conn)`` on a fresh engine in a thread of its own (the test itself is synchronous)."""
 
     async def run() -> Any:
-        from router import db
+        from router.records import db
 
         engine = db.create_engine(database_url)
         try:
@@ -55,7 +46,7 @@ def db_read(database_url: str, read: Callable[[Any], Any]) -> Any:
 
 
 def events(database_url: str, source: str = "shop-orders") -> list[Any]:
-    from router.models import Event
+    from router.records.models import Event
 
     async def read(conn: Any) -> list[Any]:
         result = await conn.execute(
@@ -70,7 +61,7 @@ def events(database_url: str, source: str = "shop-orders") -> list[Any]:
 
 
 def poll_runs(database_url: str) -> list[Any]:
-    from router.models import PollRun
+    from router.records.models import PollRun
 
     async def read(conn: Any) -> list[Any]:
         return list((await conn.execute(select(PollRun).order_by(PollRun.id))).all())

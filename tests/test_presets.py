@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from router.errors import RuleSetError
-from router.matcher import compile_expression
-from router.presets import PRESETS, Sample, samples
-from router.routing import build_context, event_dict
-from router.ruleset import load_ruleset
-from router.signatures import VerifyConfig, sign
+from router.pipeline.match import build_context, event_dict
+from router.pipeline.presets import PRESETS, Sample, samples
+from router.pipeline.signatures import VerifyConfig, sign
+from router.rules.filters import compile_expression
+from router.rules.ruleset import load_ruleset
 from tests.conftest import RouterFactory, write_rules
 
 SECRETS = {

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import inspect
 import json
 from datetime import UTC, datetime, timedelta
@@ -12,8 +10,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from router.rejections import RejectionLog
+from router.records.rejections import RejectionLog
 from tests.conftest import Router, RouterFactory, eventually, sign_in
+from tests.helpers import github_signature
 
 RULES = {
     "r.yaml": """
@@ -24,10 +23,6 @@ RULES = {
         rules: []
     """
 }
-
-
-def github_signature(body: bytes, secret: str = "s3cret-value") -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 async def rejections(r: Router, query: str = "") -> dict[str, Any]:
@@ -54,7 +49,9 @@ async def test_every_kind_of_refusal_is_recorded_with_its_reason(
     async with router_factory(RULES, database_url=database_url, max_body_bytes=1000) as r:
         body = json.dumps({"hello": "world"}).encode()
         sent = [
-            await r.client.post("/hooks/gh", content=body, headers={"x-hub-signature-256": github_signature(b"x")}),
+            await r.client.post(
+                "/hooks/gh", content=body, headers={"x-hub-signature-256": github_signature(b"x", "s3cret-value")}
+            ),
             await r.client.post("/hooks/gh", content=body),  # no signature
             await r.client.post("/hooks/nope", content=body),
             await r.client.post("/hooks/open", content=b"x" * 2000),
@@ -120,8 +117,8 @@ async def test_a_flood_is_counted_not_stored_row_by_row_and_the_store_is_capped(
 async def test_the_writer_counts_everything_it_folds(tmp_path: Any) -> None:
     from sqlalchemy import func, select
 
-    from router import db
-    from router.models import Rejection
+    from router.records import db
+    from router.records.models import Rejection
 
     engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
     await db.migrate(engine)

@@ -132,8 +132,8 @@ async def test_rule_tests_and_other_files_do_not_reload(router_factory: RouterFa
 async def test_a_default_secret_warning_is_logged_once_not_on_every_reload(tmp_path: Path) -> None:
     from structlog.testing import capture_logs
 
-    from router.jobs import RulesHolder
-    from router.reload import reload_rules
+    from router.rules.holder import RulesHolder
+    from router.rules.reload import reload_rules
     from router.settings import load_settings
 
     folder = tmp_path / "rules"
@@ -153,8 +153,8 @@ async def test_a_default_secret_warning_is_logged_once_not_on_every_reload(tmp_p
 
 
 def test_templates_read_the_public_url(monkeypatch: Any) -> None:
-    from router.routing import build_context
-    from router.templating import compile_tree, render_tree
+    from router.pipeline.match import build_context
+    from router.rules.templating import compile_tree, render_tree
 
     monkeypatch.setenv("ROUTER_PUBLIC_URL", "http://127.0.0.1:18100/")
     ctx = build_context({"body": {}, "headers": {}, "query": {}}, {})

@@ -11,10 +11,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select, update
 
-from router.capture import insert_events
-from router.ingest import Incoming, new_event_row
-from router.jobs import execute_run, process_event
-from router.models import Event, Run, RunStep
+from router.pipeline.ingest import Incoming, new_event_row
+from router.pipeline.jobs import execute_run, process_event
+from router.pipeline.store import insert_events
+from router.records.models import Event, Run, RunStep
 from router.settings import load_settings
 from router.worker import close_state, create_state
 from tests.conftest import write_rules
@@ -180,7 +180,7 @@ async def test_sweep_settles_an_event_whose_runs_ended_before_a_crash(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from router.jobs import sweep
+    from router.pipeline.jobs import sweep
 
     httpserver.expect_request("/orders/o-4").respond_with_json({"id": "o-4", "total": 1})
     httpserver.expect_request("/notify").respond_with_data("ok")
@@ -200,5 +200,5 @@ async def test_a_step_timeout_is_capped_within_the_job(worker_ctx: dict[str, Any
     assert state.settings.job_timeout == 30
     long = HttpConfig.model_validate({"url": "https://x.test/", "timeout": 200})
     short = HttpConfig.model_validate({"url": "https://x.test/", "timeout": 10})
-    assert state._within_job(long).timeout == 24.0  # arq would otherwise kill the job mid-call
-    assert state._within_job(short) is short
+    assert state.deliverer._within_job(long).timeout == 24.0  # arq would otherwise kill the job mid-call
+    assert state.deliverer._within_job(short) is short

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, insert, select
 
-from router import db, retention
-from router.eventlog import id_floor
-from router.models import Attempt, Event, InboxRequest, Run, RunStep
-from router.ruleset import load_ruleset
+from router.records import db, retention
+from router.records.eventlog import id_floor
+from router.records.models import Attempt, Event, InboxRequest, Run, RunStep
+from router.rules.ruleset import load_ruleset
 from tests.conftest import REPO, RouterFactory, eventually, write_rules
 
 NOW = datetime.now(UTC)

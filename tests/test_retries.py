@@ -13,7 +13,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from router.errors import SettingsError
-from router.retry import RetryPolicy, RetrySpec, compile_policy, parse_duration
+from router.pipeline.retry import RetryPolicy, RetrySpec, compile_policy, parse_duration
 from router.settings import load_settings
 from tests.conftest import Router, RouterFactory
 

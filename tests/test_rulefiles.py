@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from router.errors import RuleSetError
-from router.ruleset import load_ruleset
-from router.templating import Compiled
+from router.rules.ruleset import load_ruleset
+from router.rules.templating import Compiled
 
 SOURCE = """
 sources:

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.routing import build_context, event_dict, match_rules, rule_matches
-from router.ruleindex import Equals, Prefix, RuleIndex, lookup, requirement, value_key
-from router.ruleset import load_ruleset
+from router.pipeline.match import build_context, event_dict, match_rules, rule_matches
+from router.rules.index import Equals, Prefix, RuleIndex, lookup, requirement, value_key
+from router.rules.ruleset import load_ruleset
 from tests.conftest import write_rules
 
 

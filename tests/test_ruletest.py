@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from router.cli import main
+from router.cli.commands import main
 from tests.conftest import write_rules
+from tests.helpers import github_signature
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -204,20 +205,17 @@ def test_expected_render_error(tmp_path: Path) -> None:
 
 
 def test_signatures_are_checked_only_when_asked(tmp_path: Path) -> None:
-    import hashlib
-    import hmac
-
     raw = (tmp_path / "order.json").read_bytes() if (tmp_path / "order.json").exists() else None
     assert raw is None
     root = folder(tmp_path, PASSING)
     raw = (root / "order.json").read_bytes()
-    good = hmac.new(b"shop-dev-secret", raw, hashlib.sha256).hexdigest()
+    good = github_signature(raw, "shop-dev-secret")
     tests = f"""
     cases:
       - name: signed
         source: shop
         verify: true
-        headers: {{X-Hub-Signature-256: "sha256={good}"}}
+        headers: {{X-Hub-Signature-256: "{good}"}}
         body_file: order.json
         matches: [big-order]
       - name: badly signed

@@ -10,9 +10,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from router import db, secretstore
-from router.errors import SettingsError
-from router.secretstore import SecretStoreError
+from router.access import secretstore
+from router.errors import SecretStoreError, SettingsError
+from router.records import db
 from router.settings import load_settings
 from tests.conftest import eventually
 

@@ -21,10 +21,10 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy import text
 from werkzeug import Request, Response
 
-from router import db
 from router.logs import REDACTED, configure
 from router.logs import reset as reset_logging
-from router.models import Base
+from router.records import db
+from router.records.models import Base
 from tests.conftest import Router, RouterFactory, eventually, sign_in, write_rules
 from tests.ui_pages import api_reads, ui_pages
 
@@ -200,7 +200,7 @@ async def deliver_fail_and_retry(r: Router, csrf: str) -> dict[str, str]:
     assert run["status"] in ("failed", "dead"), f"the step did not fail as planned: {run}"
     step_error = str(run["steps"][0]["error"])
     if "UI_CANARY" in step_error and "undefined" in step_error:
-        pytest.fail("UI secrets are not in the rule set yet (router/uirules.py wiring): " + step_error)
+        pytest.fail("UI secrets are not in the rule set yet (router/rules/stored.py wiring): " + step_error)
     retried = await r.client.post(f"/api/runs/{run['id']}/retry", json={}, headers={"x-csrf-token": csrf})
     assert retried.status_code == 202, retried.text
     done = await r.wait_event(event_id, done=("succeeded",))

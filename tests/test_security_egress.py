@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from router.egress import EgressBlocked, EgressPolicy, GuardedConnector, system_resolver
-from router.errors import PermanentError, SettingsError
-from router.http import create_client, send
+from router.errors import EgressBlocked, PermanentError, SettingsError
+from router.pipeline.egress import EgressPolicy, GuardedConnector, system_resolver
+from router.pipeline.outbound import create_client, send
 from router.settings import load_settings
 from tests.conftest import RouterFactory
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from router.errors import RuleSetError, SignatureError
-from router.signatures import SCHEMES, VerifyConfig, sign, verify
+from router.pipeline.signatures import SCHEMES, VerifyConfig, sign, verify
 
 pytestmark = pytest.mark.security
 
@@ -115,7 +115,7 @@ rule_like = st.fixed_dictionaries(
 def test_the_rule_loader_loads_or_raises_located_errors_only(text: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "fuzz.yaml").write_text(text, encoding="utf-8")
-        from router.ruleset import load_ruleset
+        from router.rules.ruleset import load_ruleset
 
         errors: list[str] = []
         try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from router.errors import RuleSetError
-from router.ruleset import load_ruleset
+from router.rules.ruleset import load_ruleset
 from tests.conftest import RouterFactory, write_rules
 from tests.test_actions_email import Mailbox, smtp  # noqa: F401 - the aiosmtpd fixture
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy import func, select
 
-from router import db, ingest
-from router.models import Event, Run
-from router.signatures import VerifyConfig, sign
+from router.pipeline import ingest
+from router.pipeline.signatures import VerifyConfig, sign
+from router.records import db
+from router.records.models import Event, Run
 from tests.conftest import RouterFactory
 
 pytestmark = pytest.mark.security
@@ -118,30 +119,39 @@ def flip(text: str, i: int) -> str:
     return text[:i] + (alphabet[1] if c == alphabet[0] else alphabet[0]) + text[i + 1 :]
 
 
-def cases(scheme: str) -> list[Req]:
-    h = SIG_HEADER[scheme]
-    out: list[Req] = []
+class Corpus:
+    """The requests of one scheme's corpus, each signed (then altered) as ``add`` is told."""
 
-    def add(name: str, expect: int, mutate: Callable[[dict[str, str]], list[tuple[str, str]] | dict[str, str]],
+    def __init__(self, scheme: str) -> None:
+        self.scheme = scheme
+        self.h = SIG_HEADER[scheme]
+        self.out: list[Req] = []
+
+    def add(self, name: str, expect: int, mutate: Callable[[dict[str, str]], list[tuple[str, str]] | dict[str, str]],
             raw: bytes | None = None, send: bytes | None = None, now: int = NOW, secret: str | None = None,
             query: dict[str, str] | None = None) -> None:  # fmt: skip
         raw = raw if raw is not None else body()
-        headers = signed(scheme, raw, now=now, secret=secret)
+        headers = signed(self.scheme, raw, now=now, secret=secret)
         mutated = mutate(dict(headers))
         pairs = list(mutated.items()) if isinstance(mutated, dict) else mutated
-        out.append(Req(name, send if send is not None else raw, pairs, expect, query or {}))
+        self.out.append(Req(name, send if send is not None else raw, pairs, expect, query or {}))
 
-    def with_sig(new: Callable[[str, str], str]) -> Callable[[dict[str, str]], dict[str, str]]:
+    def with_sig(self, new: Callable[[str, str], str]) -> Callable[[dict[str, str]], dict[str, str]]:
         def mutate(headers: dict[str, str]) -> dict[str, str]:
-            prefix, sig = split_sig(scheme, headers[h])
-            headers[h] = new(prefix, sig)
+            prefix, sig = split_sig(self.scheme, headers[self.h])
+            headers[self.h] = new(prefix, sig)
             return headers
 
         return mutate
 
-    same: Callable[[dict[str, str]], dict[str, str]] = lambda hs: hs  # noqa: E731
 
+def same(headers: dict[str, str]) -> dict[str, str]:
+    return headers
+
+
+def _accepted(c: Corpus) -> None:
     # accepted
+    scheme, h, add, with_sig = c.scheme, c.h, c.add, c.with_sig
     add("valid", 202, same)
     add("valid, header names in capitals", 202, lambda hs: {k.upper(): v for k, v in hs.items()})
     add("valid, unrelated extra headers", 202, lambda hs: {**hs, "x-other": "1", "x-signature-old": "0"})
@@ -161,17 +171,26 @@ def cases(scheme: str) -> list[Req]:
     if scheme == "token":
         add("token in the query instead", 202, lambda hs: {}, query={"token": SECRET})
 
+
+def _unparsable(c: Corpus) -> None:
     # 400: verified, but the body does not parse
+    add = c.add
     add("valid signature over a body that is not JSON", 400, same, raw=b'{"id": "evt_x", "broken": ')
 
+
+def _wrong_secrets(c: Corpus) -> None:
     # wrong secret
+    scheme, add = c.scheme, c.add
     for n, secret in enumerate(WRONG_SECRETS):
         wrong = OTHER_STD if scheme == "standard" and n == 0 else secret
         if scheme == "standard" and n > 0:
             wrong = "whsec_" + base64.b64encode(secret.encode().ljust(24, b"-")).decode()
         add(f"wrong secret {n}", 401, same, secret=wrong)
 
+
+def _body_changed(c: Corpus) -> None:
     # body changed by one byte (signature over the original); the token scheme signs no body, by design
+    scheme, add = c.scheme, c.add
     if scheme != "token":
         for pos in (0, 1, 5, 10, 20, 30, -3, -2, -1):
 
@@ -187,7 +206,10 @@ def cases(scheme: str) -> list[Req]:
         add("last byte dropped", 401, same, raw=original, send=original[:-1])
         add("empty body", 401, same, send=b"")
 
+
+def _signature_altered(c: Corpus) -> None:
     # the signature itself altered
+    scheme, h, add, with_sig = c.scheme, c.h, c.add, c.with_sig
     if scheme != "token":
         for i in (0, 1, 7, 15, 21, 31, -2, -1):
             add(f"signature character {i} changed", 401, with_sig(lambda p, s, i=i: p + flip(s, i % len(s))))
@@ -215,7 +237,10 @@ def cases(scheme: str) -> list[Req]:
         for n in (1, 3, 5, 7, 9, 11):
             add(f"token cut to {n} characters", 401, lambda hs, n=n: {h: SECRET[:n]})
 
+
+def _headers_broken(c: Corpus) -> None:
     # headers missing, empty, duplicated
+    scheme, h, add = c.scheme, c.h, c.add
     for name in [h, *([TS_HEADER[scheme]] if scheme in TS_HEADER else []), *(["webhook-id"] if scheme == "standard"
                                                                             else [])]:  # fmt: skip
         add(f"{name} missing", 401, lambda hs, n=name: {k: v for k, v in hs.items() if k != n})
@@ -228,7 +253,10 @@ def cases(scheme: str) -> list[Req]:
         add(f"{name} twice, a bad value first", twice, lambda hs, n=name: [(n, "0"), *hs.items()])
     add("no headers at all", 401, lambda hs: {})
 
+
+def _timestamps(c: Corpus) -> None:
     # timestamps
+    scheme, h, add = c.scheme, c.h, c.add
     if scheme in TIMESTAMPED:
         add("timestamp -301 s, signed over it", 401, same, now=NOW - 301)
         add("timestamp +301 s, signed over it", 401, same, now=NOW + 301)
@@ -243,7 +271,10 @@ def cases(scheme: str) -> list[Req]:
             add("timestamp moved 1 s (still in tolerance)", 401,
                 lambda hs: {**hs, TS_HEADER[scheme]: str(int(hs[TS_HEADER[scheme]]) + 1)})  # fmt: skip
 
+
+def _stray(c: Corpus) -> None:
     # structure: stray separators and spaces, unknown versions only
+    scheme, add, with_sig = c.scheme, c.add, c.with_sig
     stray: dict[str, list[tuple[str, Callable[[str, str], str]]]] = {
         "github": [("sha256 = ", lambda p, s: "sha256 =" + s), ("sha256:", lambda p, s: "sha256:" + s),
                    ("sha1= only", lambda p, s: "sha1=" + s[:40]), ("sha512= only", lambda p, s: "sha512=" + s),
@@ -281,7 +312,22 @@ def cases(scheme: str) -> list[Req]:
         add(f"stray: {label}", 202 if label in skipped_like_the_reference else 401, with_sig(new))
     if scheme == "standard":
         add("webhook-id changed", 401, lambda hs: {**hs, "webhook-id": hs["webhook-id"] + "x"})
-    return out
+
+
+def cases(scheme: str) -> list[Req]:
+    c = Corpus(scheme)
+    for section in (
+        _accepted,
+        _unparsable,
+        _wrong_secrets,
+        _body_changed,
+        _signature_altered,
+        _headers_broken,
+        _timestamps,
+        _stray,
+    ):
+        section(c)
+    return c.out
 
 
 def wire(req: Req) -> list[tuple[str, bytes]]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from router.access import CSP
+from router.access.guard import CSP
 from tests.conftest import Router, RouterFactory, sign_in
 from tests.ui_pages import fill, mutations, ui_pages
 

@@ -1,4 +1,4 @@
-"""Tests for router.signatures: published vectors, the reference Standard Webhooks lib, and malformed input."""
+"""Tests for router.pipeline.signatures: published vectors, the reference Standard Webhooks lib, and malformed input."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from router.errors import SignatureError
-from router.signatures import SCHEMES, Scheme, VerifyConfig, sign, verify
+from router.pipeline.signatures import SCHEMES, Scheme, VerifyConfig, sign, verify
+from tests.helpers import hmac_hex
 
 NOW = 1_700_000_000
 BODY = b'{"id":"evt_123","type":"order.paid","amount":4200,"note":"caf\xc3\xa9"}'
@@ -69,10 +70,6 @@ def reason(
         verify(cfg, body, headers, {}, now=now)
     assert str(info.value)
     return str(info.value)
-
-
-def hexmac(key: bytes, data: bytes) -> str:
-    return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
 # --- the registry ---------------------------------------------------------------------------------------------------
@@ -151,8 +148,8 @@ def stripe_header(t: int | str, *v1: str, extra: str = "") -> dict[str, str]:
 
 def test_stripe_hand_built_headers() -> None:
     key = SECRET.encode("utf-8")
-    good = hexmac(key, f"{NOW}.".encode() + BODY)
-    wrong = hexmac(b"rotated-out", f"{NOW}.".encode() + BODY)
+    good = hmac_hex(key, f"{NOW}.".encode() + BODY)
+    wrong = hmac_hex(b"rotated-out", f"{NOW}.".encode() + BODY)
     verify(CFG["stripe"], BODY, stripe_header(NOW, good), {}, now=NOW)
     verify(CFG["stripe"], BODY, stripe_header(NOW, wrong, good), {}, now=NOW)  # any v1 may match
     verify(CFG["stripe"], BODY, stripe_header(NOW, good, extra=f"v0={wrong}"), {}, now=NOW)  # v0 ignored
@@ -440,20 +437,20 @@ def test_non_numeric_timestamp(name: str, stamp: str) -> None:
 @pytest.mark.parametrize("prefix", ["", "sha256=", "SHA256=", "Sha256="])
 @pytest.mark.parametrize("upper", [False, True])
 def test_hmac_prefix_and_case(prefix: str, upper: bool) -> None:
-    digest = hexmac(SECRET.encode("utf-8"), BODY)
+    digest = hmac_hex(SECRET.encode("utf-8"), BODY)
     verify(CFG["hmac"], BODY, {"x-signature": prefix + (digest.upper() if upper else digest)}, {}, now=NOW)
 
 
 def test_hmac_needs_a_header_name() -> None:
     cfg = VerifyConfig("hmac", SECRET)
     with pytest.raises(SignatureError, match=r"verify\.header"):
-        verify(cfg, BODY, {"x-signature": hexmac(SECRET.encode(), BODY)}, {}, now=NOW)
+        verify(cfg, BODY, {"x-signature": hmac_hex(SECRET.encode(), BODY)}, {}, now=NOW)
     with pytest.raises(SignatureError, match=r"verify\.header"):
         sign(cfg, BODY, now=NOW)
 
 
 def test_github_requires_its_prefix() -> None:
-    digest = hexmac(SECRET.encode("utf-8"), BODY)
+    digest = hmac_hex(SECRET.encode("utf-8"), BODY)
     assert "malformed" in reason("github", {"x-hub-signature-256": digest})
     assert "malformed" in reason("github", {"x-hub-signature-256": "sha1=" + digest[:40]})
 
@@ -530,9 +527,9 @@ def test_unusable_standard_secret_is_a_signature_error() -> None:
 
 
 def test_secret_bytes_are_utf8_as_written() -> None:
-    digest = hexmac(SECRET.encode("utf-8"), BODY)
+    digest = hmac_hex(SECRET.encode("utf-8"), BODY)
     verify(CFG["github"], BODY, {"x-hub-signature-256": f"sha256={digest}"}, {}, now=NOW)
-    latin1 = hexmac(SECRET.encode("latin-1"), BODY)
+    latin1 = hmac_hex(SECRET.encode("latin-1"), BODY)
     assert reason("github", {"x-hub-signature-256": f"sha256={latin1}"}) == "signature does not match"
 
 
@@ -594,4 +591,4 @@ def test_malformed_query_token_only_raises_signature_error(value: str) -> None:
 def test_malformed_hmac_header_name_only_raises_signature_error(value: str) -> None:
     cfg = VerifyConfig("hmac", SECRET, header=value or None)
     with pytest.raises(SignatureError):
-        verify(cfg, BODY, {"x-signature": hexmac(SECRET.encode(), BODY)}, {}, now=NOW)
+        verify(cfg, BODY, {"x-signature": hmac_hex(SECRET.encode(), BODY)}, {}, now=NOW)

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from typing import Any
 
 from pytest_httpserver import HTTPServer
 
 from tests.conftest import RouterFactory
+from tests.helpers import github_headers as signed_headers
 
 SECRET = "It's a Secret to Everybody"
 
 
 def github_headers(body: bytes, delivery: str = "d-1", event: str = "push") -> dict[str, str]:
-    sig = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return {
-        "content-type": "application/json",
-        "x-hub-signature-256": f"sha256={sig}",
-        "x-github-event": event,
-        "x-github-delivery": delivery,
-    }
+    return signed_headers(body, SECRET, delivery=delivery, event=event)
 
 
 def rules_for(sink: str) -> dict[str, str]:

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from router import db, stats
-from router.charts import bucket_counts
-from router.eventlog import id_floor
-from router.models import Attempt, Event, Run, RunStep
+from router.records import db, stats
+from router.records.buckets import bucket_counts
+from router.records.eventlog import id_floor
+from router.records.models import Attempt, Event, Run, RunStep
 
 END = datetime(2026, 11, 25, 12, 7, 30, tzinfo=UTC)
 WINDOW = stats.Window(END, minutes=60, bucket_minutes=15)  # buckets 11:15, 11:30, 11:45, 12:00

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from router.ruleset import load_ruleset
-from router.summary import summarize
+from router.records.summary import summarize
+from router.rules.ruleset import load_ruleset
 
 REPO = Path(__file__).parent.parent
 

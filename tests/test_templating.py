@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from router.errors import TemplateRenderError
-from router.templating import compile_tree, render_tree
+from router.rules.templating import compile_tree, render_tree
 
 
 def render(tree: Any, ctx: dict[str, Any]) -> Any:
@@ -84,7 +84,7 @@ PATHS = [
 def test_plain_paths_read_directly_give_what_jinja_gives(path: str) -> None:
     """``{{ a.b[0] }}`` is read straight from the data when every step is a key or an index that exists;
     whatever else (attributes, missing keys, names Jinja resolves) gives Jinja's own value or error."""
-    from router.templating import ENV, _plain, _plain_path
+    from router.rules.templating import ENV, _plain, _plain_path
 
     ctx = CTX | {"steps": {"first": {"body": {"id": "o-1"}}}}
     assert _plain_path(path) is not None
@@ -99,5 +99,5 @@ def test_plain_paths_read_directly_give_what_jinja_gives(path: str) -> None:
     assert got[0] == expected[0], (path, got, expected)
     if got[0] == "ok":
         assert got[1] == expected[1]
-    else:  # Jinja's own error, or the plain-words one it is turned into (router.missing)
+    else:  # Jinja's own error, or the plain-words one it is turned into (router.rules.missing)
         assert expected[1] in got[1] or f"has no field `{path}`" in got[1], (path, got, expected)

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection
 
-from router import db
-from router.models import InboxRequest, new_id, utcnow
-from router.transactor import Transactor
+from router.records import db
+from router.records.models import InboxRequest, new_id, utcnow
+from router.records.transactor import Transactor
 
 pytestmark = pytest.mark.postgres
 

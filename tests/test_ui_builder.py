@@ -17,8 +17,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 
-from router import db
-from router.models import AuditEntry, UiRule
+from router.records import db
+from router.records.models import AuditEntry, UiRule
 from tests.conftest import Router, RouterFactory, eventually, sign_in
 
 pytestmark = pytest.mark.ui  # these tests use the web UI's pages

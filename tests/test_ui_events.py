@@ -16,7 +16,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request as WRequest
 from werkzeug import Response as WResponse
 
-from router.signatures import VerifyConfig, sign
+from router.pipeline.signatures import VerifyConfig, sign
 from tests.conftest import Router, RouterFactory, eventually, sign_in
 
 pytestmark = pytest.mark.ui  # these tests use the web UI's pages

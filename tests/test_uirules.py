@@ -10,13 +10,15 @@ from cryptography.fernet import Fernet
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 
-from router import db, secretstore, uirules
+from router.access import secretstore
 from router.errors import RuleSetError
-from router.jobs import RulesHolder
-from router.models import AuditEntry, UiRule, utcnow
-from router.reload import watch_rules
-from router.ruleset import load_ruleset
-from router.yamlfile import parse_yaml
+from router.records import db
+from router.records.models import AuditEntry, UiRule, utcnow
+from router.rules import stored as uirules
+from router.rules.holder import RulesHolder
+from router.rules.reload import watch_rules
+from router.rules.ruleset import load_ruleset
+from router.rules.yamlfile import parse_yaml
 from tests.conftest import Router, RouterFactory, admin_token, eventually, write_rules
 
 FILES = {

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 from pytest_httpserver import HTTPServer
 
-from router.cli import main
+from router.cli.commands import main
 from tests.conftest import RouterFactory
 
 

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from router.http import OutboundClient
-from router.results import StepResult
+from router.pipeline.outbound import OutboundClient
+from router.pipeline.results import StepResult
 from router.settings import Settings
 
 __all__ = ["Action", "ActionConfig", "ActionContext", "EmitFn", "StepResult"]

@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from router import http as egress
 from router.actions._fields import check_url, header_map
 from router.actions.base import Action, ActionConfig, ActionContext, StepResult
+from router.pipeline import outbound
 
 
 class HttpConfig(ActionConfig):
@@ -58,7 +58,7 @@ class HttpAction(Action):
         content = config.body.encode("utf-8") if config.body is not None else None
         if content is not None and "content-type" not in headers:
             headers["content-type"] = "text/plain; charset=utf-8"
-        return await egress.send(
+        return await outbound.send(
             ctx.http,
             config.method,
             config.url,

@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from router import http as egress
 from router.actions._fields import check_header_text, check_url
 from router.actions.base import Action, ActionConfig, ActionContext, StepResult
 from router.errors import PermanentError, TransientError
+from router.pipeline import outbound
 
 
 class SlackConfig(ActionConfig):
@@ -64,14 +64,14 @@ class SlackAction(Action):
         }
         headers = {"idempotency-key": ctx.idempotency_key}
         if config.url is not None:
-            return await egress.send(
+            return await outbound.send(
                 ctx.http, "POST", config.url, headers=headers, json_body=payload, timeout=config.timeout
             )
         payload["channel"] = config.channel
         headers["authorization"] = f"Bearer {config.token}"
         headers["content-type"] = "application/json; charset=utf-8"
         url = ctx.settings.slack_api_url.rstrip("/") + "/chat.postMessage"
-        result = await egress.send(ctx.http, "POST", url, headers=headers, json_body=payload, timeout=config.timeout)
+        result = await outbound.send(ctx.http, "POST", url, headers=headers, json_body=payload, timeout=config.timeout)
         body = result.body if isinstance(result.body, dict) else {}
         if body.get("ok") is not True:
             error = str(body.get("error") or "no ok:true in the response")

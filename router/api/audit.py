@@ -6,15 +6,15 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import get
-from litestar.datastructures import State
 from litestar.params import QueryParameter
 
-from router import audit
+from router.access import audit
+from router.runtime import Runtime
 
 
 @get("/api/audit", operation_id="ListAudit", tags=["access"], summary="The audit log (admin)", opt={"role": "admin"})
 async def list_audit(
-    state: State,
+    runtime: Runtime,
     actor: Annotated[
         str | None, QueryParameter(description="Entries whose actor starts with this, e.g. alice or cli:.")
     ] = None,
@@ -25,7 +25,7 @@ async def list_audit(
     ] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000, description="At most this many, newest first.")] = 100,
 ) -> dict[str, Any]:
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         entries = await audit.list_entries(
             session, limit=limit + 1, before=before, actor=actor, action=action, since=since
         )

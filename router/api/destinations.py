@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, get, post
-from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody
 from pydantic import BaseModel, ConfigDict, Field
 
-from router.access import principal_of
-from router.destinations import overview, resume
-from router.jobs import enqueuer
+from router.access.guard import principal_of
+from router.pipeline.destinations import overview, resume
+from router.pipeline.queue import enqueuer
+from router.runtime import Runtime
 
 
 class ResumeRequest(BaseModel):
@@ -26,8 +26,8 @@ class ResumeRequest(BaseModel):
     tags=["delivery"],
     summary="Paused destinations and failing ones (circuit breakers)",
 )
-async def list_destinations(state: State) -> dict[str, Any]:
-    return {"destinations": await overview(state.engine, state.redis)}
+async def list_destinations(runtime: Runtime) -> dict[str, Any]:
+    return {"destinations": await overview(runtime.engine, runtime.redis)}
 
 
 @post(
@@ -38,9 +38,9 @@ async def list_destinations(state: State) -> dict[str, Any]:
     summary="Resume a paused destination; its held steps are sent again",
 )
 async def resume_destination(
-    request: Request[Any, Any, Any], state: State, data: JSONBody[ResumeRequest]
+    request: Request[Any, Any, Any], runtime: Runtime, data: JSONBody[ResumeRequest]
 ) -> dict[str, Any]:
-    result = await resume(state.engine, enqueuer(state.redis), data.destination, actor=principal_of(request).actor)
+    result = await resume(runtime.engine, enqueuer(runtime.redis), data.destination, actor=principal_of(request).actor)
     if not result["resumed"]:
         raise NotFoundException(f"destination {data.destination!r} is not paused")
     return result

@@ -6,17 +6,18 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import get
-from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter, QueryParameter
 
-from router import eventlog, runwait
-from router.eventlog import RUN_STATES, STATUSES, EventFilter, event_detail, event_summary, load_event
+from router.pipeline import runwait
+from router.records import eventlog
+from router.records.eventlog import RUN_STATES, STATUSES, EventFilter, event_detail, event_summary, load_event
+from router.runtime import Runtime
 
 
 @get("/api/events", operation_id="ListEvents", tags=["events"], summary="List events, newest first")
 async def list_events(
-    state: State,
+    runtime: Runtime,
     source: Annotated[str | None, QueryParameter(description="Only this source.")] = None,
     status: Annotated[
         str | None,
@@ -38,7 +39,7 @@ async def list_events(
         str | None, QueryParameter(description="Cursor: events older than this id (the last page's `next`).")
     ] = None,
 ) -> dict[str, Any]:
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         page = await eventlog.list_events(session, EventFilter(source, status, q, since), limit=limit, before=before)
         worst = await runwait.worst_states(session, [e.id for e in page.events])
     return {
@@ -53,12 +54,14 @@ async def list_events(
     tags=["events"],
     summary="One event with its runs, steps and attempts",
 )
-async def get_event(state: State, event_id: Annotated[str, PathParameter(description="Event id.")]) -> dict[str, Any]:
-    async with state.sessions() as session:
+async def get_event(
+    runtime: Runtime, event_id: Annotated[str, PathParameter(description="Event id.")]
+) -> dict[str, Any]:
+    async with runtime.sessions() as session:
         event = await load_event(session, event_id)
     if event is None:
         raise NotFoundException(f"no event {event_id!r}")
-    rules = state.rules.current
+    rules = runtime.rules.current
     return event_detail(event, rules.sources.get(event.source), rules.secrets)
 
 
@@ -69,17 +72,17 @@ async def get_event(state: State, event_id: Annotated[str, PathParameter(descrip
     summary="Why a rule matched this event or not, operand by operand, and what its steps rendered",
 )
 async def explain_event(
-    state: State,
+    runtime: Runtime,
     event_id: Annotated[str, PathParameter(description="Event id.")],
     rule: Annotated[str, QueryParameter(description="Id of a loaded rule.")],
 ) -> dict[str, Any]:
-    from router.explain import explain_stored
+    from router.tryout.explain import explain_stored
 
-    rs = state.rules.current
+    rs = runtime.rules.current
     compiled = rs.rules.get(rule)
     if compiled is None:
         raise NotFoundException(f"no loaded rule {rule!r}")
-    result = await explain_stored(state.sessions, compiled, event_id, rs.secrets)
+    result = await explain_stored(runtime.sessions, compiled, event_id, rs.secrets)
     if result is None:
         raise NotFoundException(f"no event {event_id!r}")
     return result

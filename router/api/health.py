@@ -2,7 +2,7 @@
 
 - ``/health/live``: 200 whenever the process answers; for liveness probes (restart when it fails).
 - ``/health/ready``: 200 when the database and Redis answer, a valid rule set is loaded and a worker
-  has beaten within ``ROUTER_HEARTBEAT_TIMEOUT`` seconds (router/heartbeat.py); 503 naming what fails.
+  has beaten within ``ROUTER_HEARTBEAT_TIMEOUT`` seconds (router/ops/heartbeat.py); 503 naming what fails.
 - ``/health``: the database, Redis and rules (as before: 200 or 503), plus what it knows of the workers
   and the storage (database size, oldest event kept), which never fail it. Polled and scheduled
   sources are reported under ``checks.polls``: one failing (3 polls in a row) or overdue makes
@@ -15,9 +15,10 @@ import asyncio
 from typing import Any
 
 from litestar import Response, get
-from litestar.datastructures import State
 
-from router import db, heartbeat, storage
+from router.ops import heartbeat
+from router.records import db, storage
+from router.runtime import Runtime
 
 
 async def _check(coro: Any) -> dict[str, Any]:
@@ -32,8 +33,8 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _rules(state: State) -> dict[str, Any]:
-    rules = state.rules
+def _rules(runtime: Runtime) -> dict[str, Any]:
+    rules = runtime.rules
     check: dict[str, Any] = {
         "ok": rules.loaded and not rules.errors,
         "version": rules.current.version,
@@ -47,10 +48,10 @@ def _rules(state: State) -> dict[str, Any]:
     return check
 
 
-async def _workers(state: State) -> dict[str, Any]:
-    timeout = state.settings.heartbeat_timeout
+async def _workers(runtime: Runtime) -> dict[str, Any]:
+    timeout = runtime.settings.heartbeat_timeout
     try:
-        found = await asyncio.wait_for(heartbeat.alive(state.redis), timeout=2.0)
+        found = await asyncio.wait_for(heartbeat.alive(runtime.redis), timeout=2.0)
     except Exception as exc:
         return {"ok": False, "alive": 0, "error": f"cannot read worker heartbeats: {_error(exc)}"}
     check: dict[str, Any] = {
@@ -74,12 +75,12 @@ def _answer(checks: dict[str, dict[str, Any]], extra: dict[str, Any] | None = No
     return Response(body | (extra or {}), status_code=200 if not failing else 503)
 
 
-async def _polls(state: State) -> dict[str, Any]:
-    from router.models import utcnow
+async def _polls(runtime: Runtime) -> dict[str, Any]:
     from router.polling.history import health_check
+    from router.records.models import utcnow
 
     try:
-        return await asyncio.wait_for(health_check(state.engine, state.rules.current, utcnow()), timeout=2.0)
+        return await asyncio.wait_for(health_check(runtime.engine, runtime.rules.current, utcnow()), timeout=2.0)
     except Exception as exc:
         return {"ok": True, "error": f"poll state unreadable: {type(exc).__name__}"}
 
@@ -91,13 +92,13 @@ async def _polls(state: State) -> dict[str, Any]:
     summary="Readiness of the database, Redis and rules; workers and storage for information",
     opt={"public": True},
 )
-async def health(state: State) -> Response[dict[str, Any]]:
-    database = await _check(db.ping(state.engine))
-    redis = await _check(state.redis.ping())
-    checks = {"database": database, "redis": redis, "rules": _rules(state)}
-    workers = await _workers(state) if redis["ok"] else {"alive": None}
-    kept = await storage.storage_figures(state.engine) if database["ok"] else {}
-    polls = await _polls(state) if database["ok"] else {"ok": True, "skipped": "database unavailable"}
+async def health(runtime: Runtime) -> Response[dict[str, Any]]:
+    database = await _check(db.ping(runtime.engine))
+    redis = await _check(runtime.redis.ping())
+    checks = {"database": database, "redis": redis, "rules": _rules(runtime)}
+    workers = await _workers(runtime) if redis["ok"] else {"alive": None}
+    kept = await storage.storage_figures(runtime.engine) if database["ok"] else {}
+    polls = await _polls(runtime) if database["ok"] else {"ok": True, "skipped": "database unavailable"}
     extra = {"workers": {k: v for k, v in workers.items() if k != "ok"}, "storage": kept}
     return _answer(checks, extra | {"advisories": {"polls": polls}})
 
@@ -114,7 +115,7 @@ async def live() -> dict[str, str]:
     summary="Database, Redis, rules and a worker heartbeat are all ready",
     opt={"public": True},
 )
-async def ready(state: State) -> Response[dict[str, Any]]:
-    database, redis = await asyncio.gather(_check(db.ping(state.engine)), _check(state.redis.ping()))
-    workers = await _workers(state) if redis["ok"] else {"ok": False, "error": "Redis does not answer"}
-    return _answer({"database": database, "redis": redis, "rules": _rules(state), "workers": workers})
+async def ready(runtime: Runtime) -> Response[dict[str, Any]]:
+    database, redis = await asyncio.gather(_check(db.ping(runtime.engine)), _check(runtime.redis.ping()))
+    workers = await _workers(runtime) if redis["ok"] else {"ok": False, "error": "Redis does not answer"}
+    return _answer({"database": database, "redis": redis, "rules": _rules(runtime), "workers": workers})

@@ -15,12 +15,12 @@ from litestar.response import Redirect
 
 from router.api.ingest_asgi import WebhookRequest, count, fast_ingest, serve_webhook
 from router.api.ingest_asgi import read_body as read_limited
-from router.api.problems import problem
+from router.api.problems import client_problem
 from router.errors import IngestError
-from router.inbox import is_page_view, request_dict
-from router.inbox import requests as inbox_requests
-from router.ingest import Incoming, find_source, fold_headers, fold_pairs, parse_body
-from router.models import InboxRequest, new_id, utcnow
+from router.pipeline.ingest import Incoming, find_source, fold_headers, fold_pairs, parse_body
+from router.records.inbox import is_page_view, request_dict
+from router.records.inbox import requests as inbox_requests
+from router.records.models import InboxRequest, new_id, utcnow
 
 
 def headers_of(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -86,7 +86,7 @@ async def _stream(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
 
 def unread(exc: IngestError) -> Response[Any]:
     """A refusal sent before the whole body was read: close the connection, or the server drains the rest."""
-    response = problem(exc.status, exc.title, exc.detail)
+    response = client_problem(exc)
     response.headers["connection"] = "close"
     return response
 

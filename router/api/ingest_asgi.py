@@ -7,7 +7,7 @@ object) costs about 65 µs of the ~90 µs a parse-only Litestar route takes, whi
 plain ASGI app takes ~25 µs; on the router's hottest path that is most of its CPU. The work itself is
 ``serve_webhook``, a plain function the Litestar handler calls too, so both answer exactly alike.
 
-The order of checks is the contract (router/ingest.py): unknown source 404, Content-Encoding 415 (both
+The order of checks is the contract (router/pipeline/ingest.py): unknown source 404, Content-Encoding 415 (both
 before reading), 413 while reading, 401 signature, 400 body, 503 when the database cannot store it;
 202 with the event's id once it is committed, 200 ``duplicate`` for a repeat of a dedupe key.
 """
@@ -24,8 +24,9 @@ import msgspec
 import structlog
 
 from router import metrics
+from router.api.problems import problem_body
 from router.errors import IngestError
-from router.ingest import Incoming, accept, check_content_encoding, find_source, fold_headers, fold_pairs
+from router.pipeline.ingest import Incoming, accept, check_content_encoding, find_source, fold_headers, fold_pairs
 
 log = structlog.get_logger("router.api")
 
@@ -73,10 +74,7 @@ class Answer:
 
 
 def problem_answer(exc: IngestError, close: bool = False) -> Answer:
-    body: dict[str, Any] = {"type": "about:blank", "title": exc.title, "status": exc.status}
-    if exc.detail:
-        body["detail"] = exc.detail
-    return Answer(exc.status, _encode(body), PROBLEM, close)
+    return Answer(exc.status, _encode(problem_body(exc.status, exc.title, exc.detail)), PROBLEM, close)
 
 
 async def serve_webhook(state: Any, req: WebhookRequest) -> Answer:
@@ -128,7 +126,7 @@ async def read_body(req: WebhookRequest, headers: dict[str, str], limit: int) ->
 def note_rejection(
     state: Any, req: WebhookRequest, headers: dict[str, str], exc: IngestError, raw: bytes | None = None
 ) -> None:
-    """Record a refused request (router.rejections: no await, bounded); only refusals come here."""
+    """Record a refused request (router.records.rejections: no await, bounded); only refusals come here."""
     length = headers.get("content-length")
     ruleset = state.rules.current
     state.rejections.note(

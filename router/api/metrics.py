@@ -9,7 +9,8 @@ import structlog
 from litestar import Response, get
 from litestar.datastructures import State
 
-from router import destinations, metrics
+from router import metrics
+from router.pipeline import destinations
 
 log = structlog.get_logger("router.api.metrics")
 

@@ -9,23 +9,37 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from router.errors import IngestError
+from router.errors import ClientError
+from router.ui.render import error_page, wants_html
 
 log = structlog.get_logger("router.api")
 MEDIA = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str = "", **extra: Any) -> Response[dict[str, Any]]:
+def problem_body(status: int, title: str, detail: str = "", **extra: Any) -> dict[str, Any]:
+    """An RFC 9457 problem document (``detail`` left out when empty)."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail:
         body["detail"] = detail
-    body.update(extra)
+    return body | extra
+
+
+def problem(status: int, title: str, detail: str = "", **extra: Any) -> Response[dict[str, Any]]:
+    body = problem_body(status, title, detail, **extra)
     headers = {"retry-after": "5"} if status == 503 else None
     return Response(body, status_code=status, media_type=MEDIA, headers=headers)
 
 
-def on_ingest_error(_request: Request[Any, Any, Any], exc: IngestError) -> Response[dict[str, Any]]:
-    return problem(exc.status, exc.title, exc.detail)
+def client_problem(exc: ClientError) -> Response[dict[str, Any]]:
+    """The RFC 9457 problem for a client error: its status, title, detail and any members of its own."""
+    return problem(exc.status, exc.title, exc.detail, **exc.extra())
+
+
+def on_client_error(request: Request[Any, Any, Any], exc: ClientError) -> Response[Any]:
+    """The one answer to every ClientError a handler lets through: a problem for programs, a page for people."""
+    if wants_html(request):
+        return error_page(request, exc.status, exc.title, exc.detail)
+    return client_problem(exc)
 
 
 def on_http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

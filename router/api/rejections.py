@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import get
-from litestar.datastructures import State
 from litestar.params import QueryParameter
 
-from router.eventlog import as_utc
-from router.rejections import RejectionFilter, as_dict, list_rejections
+from router.records.eventlog import as_utc
+from router.records.rejections import RejectionFilter, as_dict, list_rejections
+from router.runtime import Runtime
 
 
 @get(
@@ -20,7 +20,7 @@ from router.rejections import RejectionFilter, as_dict, list_rejections
     summary="Rejected webhooks: time, source, status, reason, remote address, redacted headers, body size",
 )
 async def list_rejected(
-    state: State,
+    runtime: Runtime,
     source: Annotated[str | None, QueryParameter(description="Only this source (as it was in the URL).")] = None,
     status: Annotated[int | None, QueryParameter(ge=100, le=599, description="Only this HTTP status.")] = None,
     since: Annotated[datetime | None, QueryParameter(description="Received at or after (ISO 8601).")] = None,
@@ -28,6 +28,6 @@ async def list_rejected(
     limit: Annotated[int, QueryParameter(ge=1, le=500, description="At most this many, newest first.")] = 100,
 ) -> dict[str, Any]:
     f = RejectionFilter(source or None, status, as_utc(since) if since else None)
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         rows, following = await list_rejections(session, f, before=before, limit=limit)
     return {"rejections": [as_dict(r) for r in rows], "next": following}

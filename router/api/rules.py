@@ -5,26 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import get, post
-from litestar.datastructures import State
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import JSONBody
 
-from router.dryrun import dry_run
 from router.errors import RuleSetError
-from router.ingest import fold_headers
-from router.models import Event
-from router.routing import event_dict, event_from_row
-from router.ruleset import CompiledRule, RuleSet, compile_rule_spec
-from router.whatif import DEFAULT_LAST, MAX_LAST, what_if
+from router.pipeline.ingest import fold_headers
+from router.pipeline.match import event_dict, event_from_row
+from router.records.models import Event
+from router.rules.compiled import CompiledRule, RuleSet
+from router.rules.ruleset import compile_rule_spec
+from router.runtime import Runtime
+from router.tryout.dryrun import dry_run
+from router.tryout.whatif import DEFAULT_LAST, MAX_LAST, what_if
 
 
 @get("/api/rules", operation_id="ListRules", tags=["rules"], summary="Loaded rules and sources, with file:line")
-async def list_rules(state: State) -> dict[str, Any]:
-    rs = state.rules.current
+async def list_rules(runtime: Runtime) -> dict[str, Any]:
+    rs = runtime.rules.current
     return {
         "version": rs.version,
         "files": list(rs.files),
-        "errors": state.rules.errors,
+        "errors": runtime.rules.errors,
         "sources": [
             {
                 "id": s.id,
@@ -78,12 +79,12 @@ def _rule_from(data: dict[str, Any], rs: RuleSet) -> CompiledRule:
     status_code=200,
     summary="Would a rule match an event, and what would each step send?",
 )
-async def dry_run_rule(state: State, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
+async def dry_run_rule(runtime: Runtime, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
     """Body: ``rule_id`` or ``rule``; ``event_id`` or ``event`` ({body, headers, query}); optional ``step_outputs``."""
-    rs = state.rules.current
+    rs = runtime.rules.current
     rule = _rule_from(data, rs)
     if "event_id" in data:
-        async with state.sessions() as session:
+        async with runtime.sessions() as session:
             row = await session.get(Event, str(data["event_id"]))
         if row is None:
             raise NotFoundException(f"no event {data['event_id']!r}")
@@ -118,9 +119,9 @@ async def dry_run_rule(state: State, data: JSONBody[dict[str, Any]]) -> dict[str
     status_code=200,
     summary="What would a new or edited rule do on the last N stored events, next to what the current rule did?",
 )
-async def what_if_rule(state: State, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
+async def what_if_rule(runtime: Runtime, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
     """Body: ``rule`` or ``rule_id``; ``last`` (1-1000, default 100); optional ``source`` (default: the rule's)."""
-    rs = state.rules.current
+    rs = runtime.rules.current
     rule = _rule_from(data, rs)
     last = data.get("last", DEFAULT_LAST)
     if isinstance(last, bool) or not isinstance(last, int) or not 1 <= last <= MAX_LAST:
@@ -128,4 +129,4 @@ async def what_if_rule(state: State, data: JSONBody[dict[str, Any]]) -> dict[str
     source = data.get("source")
     if source is not None and (not isinstance(source, str) or not source):
         raise ValidationException("`source` must be a source id")
-    return await what_if(state.sessions, rule, rs.secrets, last, source)
+    return await what_if(runtime.sessions, rule, rs.secrets, last, source)

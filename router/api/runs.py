@@ -1,4 +1,4 @@
-"""``/api/dead-letters``, replay and retry: thin handlers over ``router.replay`` (each change audited)."""
+"""``/api/dead-letters``, replay and retry: thin handlers over ``router.records.replay`` (each change audited)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from pydantic import BaseModel, ConfigDict, Field
 
-from router import runwait
-from router.access import principal_of
-from router.api.problems import problem
-from router.delivery import FAILED
-from router.jobs import enqueuer
-from router.replay import Filters, ReplayError, bulk_retry, dead_letters, preview, replay_event, retry_run
+from router.access.guard import principal_of
+from router.pipeline import runwait
+from router.pipeline.queue import enqueuer
+from router.records.deadletters import Filters, bulk_retry, dead_letters, preview
+from router.records.replay import replay_event, retry_run
+from router.records.status import RUN_FAILED
+from router.runtime import Runtime
 
 RunFailure = Literal["failed", "dead"]
 
@@ -49,7 +49,7 @@ class BulkRequest(RetryRequest):
     summary="Failed and dead runs with every attempt's error",
 )
 async def list_dead_letters(
-    state: State,
+    runtime: Runtime,
     rule: Annotated[str | None, QueryParameter(description="Only this rule.")] = None,
     source: Annotated[str | None, QueryParameter(description="Only events of this source.")] = None,
     since: Annotated[datetime | None, QueryParameter(description="Events received at or after (ISO 8601).")] = None,
@@ -63,8 +63,8 @@ async def list_dead_letters(
         bool, QueryParameter(description="Include the runs of the rule builder's Send test (left out by default).")
     ] = False,
 ) -> dict[str, Any]:
-    f = Filters(rule, source, since, until, (status,) if status else FAILED, tests=tests)
-    return {"dead_letters": await dead_letters(state.engine, f, limit)}
+    f = Filters(rule, source, since, until, (status,) if status else RUN_FAILED, tests=tests)
+    return {"dead_letters": await dead_letters(runtime.engine, f, limit)}
 
 
 @post(
@@ -76,21 +76,18 @@ async def list_dead_letters(
 )
 async def replay(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     event_id: Annotated[str, PathParameter(description="Event id.")],
     data: JSONBody[ReplayRequest | None] = None,
 ) -> Response[Any]:
-    try:
-        body = await replay_event(
-            state.engine,
-            enqueuer(state.redis),
-            state.rules.current,
-            event_id,
-            resend=bool(data and data.resend),
-            actor=principal_of(request).actor,
-        )
-    except ReplayError as exc:
-        return problem(exc.status, "Cannot replay", str(exc))
+    body = await replay_event(
+        runtime.engine,
+        enqueuer(runtime.redis),
+        runtime.rules.current,
+        event_id,
+        resend=bool(data and data.resend),
+        actor=principal_of(request).actor,
+    )
     return Response(body, status_code=202)
 
 
@@ -103,23 +100,20 @@ async def replay(
 )
 async def retry(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     run_id: Annotated[str, PathParameter(description="Run id.")],
     data: JSONBody[RetryRequest | None] = None,
 ) -> Response[Any]:
     req = data or RetryRequest()
-    try:
-        body = await retry_run(
-            state.engine,
-            enqueuer(state.redis),
-            state.rules.current,
-            run_id,
-            start=req.from_ == "start",
-            resend=req.resend,
-            actor=principal_of(request).actor,
-        )
-    except ReplayError as exc:
-        return problem(exc.status, "Cannot retry", str(exc))
+    body = await retry_run(
+        runtime.engine,
+        enqueuer(runtime.redis),
+        runtime.rules.current,
+        run_id,
+        start=req.from_ == "start",
+        resend=req.resend,
+        actor=principal_of(request).actor,
+    )
     return Response(body, status_code=202)
 
 
@@ -131,12 +125,9 @@ async def retry(
     summary="Try a retrying or held run now instead of waiting (the same run; its attempts count on)",
 )
 async def retry_now(
-    request: Request[Any, Any, Any], state: State, run_id: Annotated[str, PathParameter(description="Run id.")]
+    request: Request[Any, Any, Any], runtime: Runtime, run_id: Annotated[str, PathParameter(description="Run id.")]
 ) -> Response[Any]:
-    try:
-        body = await runwait.retry_now(state.engine, enqueuer(state.redis), run_id, actor=principal_of(request).actor)
-    except runwait.RunWaitError as exc:
-        return problem(exc.status, "Cannot retry now", str(exc))
+    body = await runwait.retry_now(runtime.engine, enqueuer(runtime.redis), run_id, actor=principal_of(request).actor)
     return Response(body, status_code=202)
 
 
@@ -147,23 +138,20 @@ async def retry_now(
     status_code=200,
     summary="Retry many failed or dead runs: a preview with a count, then a confirmed run",
 )
-async def retry_bulk(request: Request[Any, Any, Any], state: State, data: JSONBody[BulkRequest]) -> Response[Any]:
+async def retry_bulk(request: Request[Any, Any, Any], runtime: Runtime, data: JSONBody[BulkRequest]) -> Response[Any]:
     f = Filters(data.rule, data.source, data.since, data.until, tuple(data.status), tuple(data.run_ids), data.tests)
     start = data.from_ == "start"
     if data.confirm is None:
-        found = await preview(state.engine, f, start=start, ruleset=state.rules.current)
+        found = await preview(runtime.engine, f, start=start, ruleset=runtime.rules.current)
         return Response(found | {"done": False})
-    try:
-        body = await bulk_retry(
-            state.engine,
-            enqueuer(state.redis),
-            state.rules.current,
-            f,
-            data.confirm,
-            start=start,
-            resend=data.resend,
-            actor=principal_of(request).actor,
-        )
-    except ReplayError as exc:
-        return problem(exc.status, "Not confirmed", str(exc))
+    body = await bulk_retry(
+        runtime.engine,
+        enqueuer(runtime.redis),
+        runtime.rules.current,
+        f,
+        data.confirm,
+        start=start,
+        resend=data.resend,
+        actor=principal_of(request).actor,
+    )
     return Response(body | {"done": True}, status_code=202)

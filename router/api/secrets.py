@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, put
-from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
 from pydantic import BaseModel, ConfigDict, Field
 
-from router import secretstore
-from router.access import principal_of
-from router.api.problems import problem
-from router.secretstore import SecretStoreError
+from router.access import secretstore
+from router.access.guard import principal_of
+from router.records.db import unit_of_work
+from router.runtime import Runtime
 
 ADMIN = {"role": "admin"}
 
@@ -25,13 +24,13 @@ class SecretValue(BaseModel):
 @get(
     "/api/secrets", operation_id="ListSecrets", tags=["access"], summary="Stored secrets: names, dates, who", opt=ADMIN
 )
-async def list_secrets(state: State) -> dict[str, Any]:
-    async with state.sessions() as session:
+async def list_secrets(runtime: Runtime) -> dict[str, Any]:
+    async with runtime.sessions() as session:
         rows = await secretstore.list_secrets(session)
     return {
         "secrets": [secretstore.secret_dict(row) for row in rows],
         "environment": secretstore.env_names(),
-        "key_configured": bool(state.settings.secret_key),
+        "key_configured": bool(runtime.settings.secret_key),
     }
 
 
@@ -45,21 +44,15 @@ async def list_secrets(state: State) -> dict[str, Any]:
 )
 async def set_secret(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     name: Annotated[str, PathParameter(description="Secret name: letters, digits and _; rules use secrets.NAME.")],
     data: JSONBody[SecretValue],
 ) -> Response[Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
-            created = await secretstore.save(session, state.settings.secret_key, name, data.value, principal.actor)
-        except SecretStoreError as exc:
-            return problem(400, "Invalid request", str(exc))
-        await session.commit()
+    async with unit_of_work(runtime.sessions) as session:
+        created = await secretstore.save(session, runtime.settings.secret_key, name, data.value, principal.actor)
         row = next(r for r in await secretstore.list_secrets(session) if r.name == name)
-        return Response(
-            {"secret": secretstore.secret_dict(row), "created": created}, status_code=201 if created else 200
-        )
+    return Response({"secret": secretstore.secret_dict(row), "created": created}, status_code=201 if created else 200)
 
 
 @delete(
@@ -71,13 +64,9 @@ async def set_secret(
     status_code=200,
 )
 async def delete_secret(
-    request: Request[Any, Any, Any], state: State, name: Annotated[str, PathParameter(description="Secret name.")]
+    request: Request[Any, Any, Any], runtime: Runtime, name: Annotated[str, PathParameter(description="Secret name.")]
 ) -> Response[Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
-            await secretstore.remove(session, name, principal.actor)
-        except SecretStoreError as exc:
-            return problem(404, "Not Found", str(exc))
-        await session.commit()
+    async with unit_of_work(runtime.sessions) as session:
+        await secretstore.remove(session, name, principal.actor)
     return Response({"deleted": name})

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import get
-from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter, QueryParameter
 
-from router.models import utcnow
 from router.polling import history
+from router.records.models import utcnow
+from router.runtime import Runtime
 
 
 @get(
@@ -20,18 +20,18 @@ from router.polling import history
     summary="A polled, reconciled or scheduled source: its state (cursor, next poll, failures) and its polls",
 )
 async def source_polls(
-    state: State,
+    runtime: Runtime,
     source: Annotated[str, PathParameter(description="The source id.")],
     limit: Annotated[int, QueryParameter(ge=1, le=500, description="Polls per page.")] = 50,
     before: Annotated[str | None, QueryParameter(description="Cursor: polls older than this id (`next`).")] = None,
 ) -> dict[str, Any]:
-    compiled = state.rules.current.sources.get(source)
+    compiled = runtime.rules.current.sources.get(source)
     if compiled is None:
         raise NotFoundException(f"no source {source!r} is defined")
     if compiled.pull is None:
         raise NotFoundException(f"source {source!r} takes webhooks only: it has no poll, reconcile or schedule")
-    found = await history.states(state.engine, [source])
-    runs = await history.polls(state.engine, source, limit=limit + 1, before=before)
+    found = await history.states(runtime.engine, [source])
+    runs = await history.polls(runtime.engine, source, limit=limit + 1, before=before)
     page = runs[:limit]
     return {
         "source": source,

@@ -9,29 +9,25 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, post, put
-from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, PathParameter
 
-from router import uirules
-from router.access import principal_of
-from router.api.problems import problem
-from router.errors import RuleSetError
+from router.access.guard import principal_of
+from router.errors import ClientError
+from router.records.db import unit_of_work
+from router.records.models import UiRule
+from router.rules import stored as uirules
+from router.runtime import Runtime
 
 RuleId = Annotated[str, PathParameter(description="The rule's id.")]
 
 
-def _invalid(exc: RuleSetError) -> Response[dict[str, Any]]:
-    count = len(exc.errors)
-    return problem(
-        422,
-        "Invalid rule",
-        f"{count} problem{'s' if count > 1 else ''}: " + "; ".join(str(e) for e in exc.errors),
-        errors=[e.as_dict() for e in exc.errors],
-    )
-
-
-def _missing(rule_id: str) -> Response[dict[str, Any]]:
-    return problem(404, "Not Found", f"no UI rule {rule_id!r}")
+async def _found(session: Any, rule_id: str) -> UiRule:
+    """The stored rule, or 404."""
+    row = await uirules.get_rule(session, rule_id)
+    if row is None:
+        raise NotFoundException(f"no UI rule {rule_id!r}")
+    return row
 
 
 @get(
@@ -40,19 +36,17 @@ def _missing(rule_id: str) -> Response[dict[str, Any]]:
     tags=["rules"],
     summary="Rules built in the UI (stored in the database)",
 )
-async def list_ui_rules(state: State) -> dict[str, Any]:
-    async with state.sessions() as session:
+async def list_ui_rules(runtime: Runtime) -> dict[str, Any]:
+    async with runtime.sessions() as session:
         rows = await uirules.list_rules(session)
-    return {"rules": [uirules.row_dict(row, state.rules.current) for row in rows]}
+    return {"rules": [uirules.row_dict(row, runtime.rules.current) for row in rows]}
 
 
 @get("/api/ui-rules/{rule_id:str}", operation_id="GetUiRule", tags=["rules"], summary="One UI rule, with its YAML")
-async def get_ui_rule(state: State, rule_id: RuleId) -> Response[dict[str, Any]]:
-    async with state.sessions() as session:
-        row = await uirules.get_rule(session, rule_id)
-    if row is None:
-        return _missing(rule_id)
-    return Response(uirules.row_dict(row, state.rules.current, with_yaml=True))
+async def get_ui_rule(runtime: Runtime, rule_id: RuleId) -> Response[dict[str, Any]]:
+    async with runtime.sessions() as session:
+        row = await _found(session, rule_id)
+    return Response(uirules.row_dict(row, runtime.rules.current, with_yaml=True))
 
 
 @put(
@@ -62,38 +56,29 @@ async def get_ui_rule(state: State, rule_id: RuleId) -> Response[dict[str, Any]]
     summary="Create or replace a UI rule from its YAML or its JSON spec",
 )
 async def put_ui_rule(
-    request: Request[Any, Any, Any], state: State, rule_id: RuleId, data: JSONBody[dict[str, Any]]
+    request: Request[Any, Any, Any], runtime: Runtime, rule_id: RuleId, data: JSONBody[dict[str, Any]]
 ) -> Response[dict[str, Any]]:
     """Body: ``{"yaml": "<one rule>"}``, or the rule itself as JSON (``id`` defaults to the URL's)."""
     if "yaml" in data:
         text = data["yaml"]
         if not isinstance(text, str) or len(data) != 1:
-            return problem(422, "Invalid rule", 'send {"yaml": "<the rule\'s YAML>"} alone, or the rule as JSON')
+            detail = 'send {"yaml": "<the rule\'s YAML>"} alone, or the rule as JSON'
+            raise ClientError(detail, status=422, title="Invalid rule")
     else:
         text = uirules.dump_rule({"id": rule_id, **data})
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
-            row, created = await uirules.save_rule(session, state.rules.current, rule_id, text, principal.actor)
-        except RuleSetError as exc:
-            return _invalid(exc)
-        await session.commit()
-    await state.rules_watcher.reload()
-    return Response(uirules.row_dict(row, state.rules.current, with_yaml=True), status_code=201 if created else 200)
+    async with unit_of_work(runtime.sessions) as session:
+        row, created = await uirules.save_rule(session, runtime.rules.current, rule_id, text, principal.actor)
+    await runtime.rules_watcher.reload()
+    return Response(uirules.row_dict(row, runtime.rules.current, with_yaml=True), status_code=201 if created else 200)
 
 
-async def _switch(request: Request[Any, Any, Any], state: State, rule_id: str, enabled: bool) -> Response[Any]:
-    async with state.sessions() as session:
-        row = await uirules.get_rule(session, rule_id)
-        if row is None:
-            return _missing(rule_id)
-        try:
-            await uirules.switch_rule(session, state.rules.current, row, enabled, principal_of(request).actor)
-        except RuleSetError as exc:
-            return _invalid(exc)
-        await session.commit()
-    await state.rules_watcher.reload()
-    return Response(uirules.row_dict(row, state.rules.current))
+async def _switch(request: Request[Any, Any, Any], runtime: Runtime, rule_id: str, enabled: bool) -> Response[Any]:
+    async with unit_of_work(runtime.sessions) as session:
+        row = await _found(session, rule_id)
+        await uirules.switch_rule(session, runtime.rules.current, row, enabled, principal_of(request).actor)
+    await runtime.rules_watcher.reload()
+    return Response(uirules.row_dict(row, runtime.rules.current))
 
 
 @post(
@@ -103,8 +88,8 @@ async def _switch(request: Request[Any, Any, Any], state: State, rule_id: str, e
     status_code=200,
     summary="Enable a UI rule (it must still compile)",
 )
-async def enable_ui_rule(request: Request[Any, Any, Any], state: State, rule_id: RuleId) -> Response[Any]:
-    return await _switch(request, state, rule_id, True)
+async def enable_ui_rule(request: Request[Any, Any, Any], runtime: Runtime, rule_id: RuleId) -> Response[Any]:
+    return await _switch(request, runtime, rule_id, True)
 
 
 @post(
@@ -114,8 +99,8 @@ async def enable_ui_rule(request: Request[Any, Any, Any], state: State, rule_id:
     status_code=200,
     summary="Disable a UI rule",
 )
-async def disable_ui_rule(request: Request[Any, Any, Any], state: State, rule_id: RuleId) -> Response[Any]:
-    return await _switch(request, state, rule_id, False)
+async def disable_ui_rule(request: Request[Any, Any, Any], runtime: Runtime, rule_id: RuleId) -> Response[Any]:
+    return await _switch(request, runtime, rule_id, False)
 
 
 @delete(
@@ -125,14 +110,10 @@ async def disable_ui_rule(request: Request[Any, Any, Any], state: State, rule_id
     status_code=200,
     summary="Delete a UI rule",
 )
-async def delete_ui_rule(request: Request[Any, Any, Any], state: State, rule_id: RuleId) -> Response[Any]:
-    async with state.sessions() as session:
-        row = await uirules.get_rule(session, rule_id)
-        if row is None:
-            return _missing(rule_id)
-        await uirules.delete_rule(session, row, principal_of(request).actor)
-        await session.commit()
-    await state.rules_watcher.reload()
+async def delete_ui_rule(request: Request[Any, Any, Any], runtime: Runtime, rule_id: RuleId) -> Response[Any]:
+    async with unit_of_work(runtime.sessions) as session:
+        await uirules.delete_rule(session, await _found(session, rule_id), principal_of(request).actor)
+    await runtime.rules_watcher.reload()
     return Response({"id": rule_id, "deleted": True})
 
 

@@ -1,6 +1,6 @@
 """``/api/me``, ``/api/users`` and ``/api/tokens``: who is signed in, user accounts and API tokens.
 
-Thin handlers over ``router.accounts``; every change is audited in the same transaction.
+Thin handlers over ``router.access.accounts``; every change is audited in the same transaction.
 """
 
 from __future__ import annotations
@@ -8,14 +8,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, patch, post
-from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
 from pydantic import BaseModel, ConfigDict, Field
 
-from router import accounts
-from router.access import principal_of
-from router.api.problems import problem
-from router.auth import AuthError, Role
+from router.access import accounts
+from router.access.auth import Role
+from router.access.guard import principal_of
+from router.errors import ClientError
+from router.records.db import unit_of_work
+from router.runtime import Runtime
 
 ADMIN = {"role": "admin"}
 ANYONE = {"role": "viewer"}  # signed in with any role (their own tokens)
@@ -43,12 +44,6 @@ class TokenCreate(BaseModel):
     username: str | None = Field(None, description="Admins only: create the token for this user.")
 
 
-def _refused(exc: AuthError) -> Response[Any]:
-    status = accounts.status_of(exc)
-    title = {404: "Not Found", 409: "Conflict"}.get(status, "Invalid request")
-    return problem(status, title, str(exc))
-
-
 @get("/api/me", operation_id="WhoAmI", tags=["access"], summary="The signed-in user and their role")
 async def me(request: Request[Any, Any, Any]) -> dict[str, Any]:
     principal = principal_of(request)
@@ -56,8 +51,8 @@ async def me(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @get("/api/users", operation_id="ListUsers", tags=["access"], summary="Every user (admin)", opt=ADMIN)
-async def list_users(state: State) -> dict[str, Any]:
-    async with state.sessions() as session:
+async def list_users(runtime: Runtime) -> dict[str, Any]:
+    async with runtime.sessions() as session:
         return {"users": [accounts.user_dict(u) for u in await accounts.list_users(session)]}
 
 
@@ -69,16 +64,12 @@ async def list_users(state: State) -> dict[str, Any]:
     opt=ADMIN,
     status_code=201,
 )
-async def create_user(request: Request[Any, Any, Any], state: State, data: JSONBody[UserCreate]) -> Response[Any]:
+async def create_user(request: Request[Any, Any, Any], runtime: Runtime, data: JSONBody[UserCreate]) -> Response[Any]:
     principal = principal_of(request)
     password = data.password or accounts.generate_password()
-    async with state.sessions() as session:
-        try:
-            user = await accounts.add_user(session, principal.actor, data.username, password, data.role)
-        except AuthError as exc:
-            return _refused(exc)
-        await session.commit()
-        body: dict[str, Any] = {"user": accounts.user_dict(user)}
+    async with unit_of_work(runtime.sessions) as session:
+        user = await accounts.add_user(session, principal.actor, data.username, password, data.role)
+    body: dict[str, Any] = {"user": accounts.user_dict(user)}
     if data.password is None:
         body["password"] = password  # generated: shown this once
     return Response(body, status_code=201)
@@ -93,19 +84,15 @@ async def create_user(request: Request[Any, Any, Any], state: State, data: JSONB
 )
 async def update_user(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     username: Annotated[str, PathParameter(description="User name.")],
     data: JSONBody[UserPatch],
 ) -> Response[Any]:
     principal = principal_of(request)
     change = accounts.UserChange(role=data.role, disabled=data.disabled, password=data.password)
-    async with state.sessions() as session:
-        try:
-            user = await accounts.change_user(session, principal.actor, username, change)
-        except AuthError as exc:
-            return _refused(exc)
-        await session.commit()
-        return Response({"user": accounts.user_dict(user)})
+    async with unit_of_work(runtime.sessions) as session:
+        user = await accounts.change_user(session, principal.actor, username, change)
+    return Response({"user": accounts.user_dict(user)})
 
 
 @get(
@@ -115,9 +102,9 @@ async def update_user(
     summary="API tokens: your own, or everyone's for an admin",
     opt=ANYONE,
 )
-async def list_tokens(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+async def list_tokens(request: Request[Any, Any, Any], runtime: Runtime) -> dict[str, Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         rows = await accounts.list_tokens(session, None if principal.can("admin") else principal.user_id)
     return {"tokens": [accounts.token_dict(token, name) for token, name in rows]}
 
@@ -130,19 +117,16 @@ async def list_tokens(request: Request[Any, Any, Any], state: State) -> dict[str
     opt=ANYONE,
     status_code=201,
 )
-async def create_token(request: Request[Any, Any, Any], state: State, data: JSONBody[TokenCreate]) -> Response[Any]:
+async def create_token(request: Request[Any, Any, Any], runtime: Runtime, data: JSONBody[TokenCreate]) -> Response[Any]:
     principal = principal_of(request)
     if data.username not in (None, principal.username) and not principal.can("admin"):
-        return problem(403, "Forbidden", "username: only an admin creates tokens for other users; leave it out")
-    async with state.sessions() as session:
-        try:
-            owner = await accounts.get_user(session, data.username or principal.username)
-            row, token = await accounts.add_token(session, principal.actor, owner, data.name)
-        except AuthError as exc:
-            return _refused(exc)
-        await session.commit()
-        body = accounts.token_dict(row, owner.username) | {"token": token}
-    return Response(body, status_code=201)
+        raise ClientError(
+            "username: only an admin creates tokens for other users; leave it out", status=403, title="Forbidden"
+        )
+    async with unit_of_work(runtime.sessions) as session:
+        owner = await accounts.get_user(session, data.username or principal.username)
+        row, token = await accounts.add_token(session, principal.actor, owner, data.name)
+    return Response(accounts.token_dict(row, owner.username) | {"token": token}, status_code=201)
 
 
 @delete(
@@ -155,14 +139,10 @@ async def create_token(request: Request[Any, Any, Any], state: State, data: JSON
 )
 async def revoke_token(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     token_id: Annotated[str, PathParameter(description="Token id (from GET /api/tokens).")],
 ) -> Response[Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
-            row, owner = await accounts.remove_token(session, principal, token_id)
-        except AuthError as exc:
-            return _refused(exc)
-        await session.commit()
-        return Response({"token": accounts.token_dict(row, owner)})
+    async with unit_of_work(runtime.sessions) as session:
+        row, owner = await accounts.remove_token(session, principal, token_id)
+    return Response({"token": accounts.token_dict(row, owner)})

@@ -12,12 +12,15 @@ import asyncio
 import json
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from router.polling.compile import CompiledPoll
 from router.polling.runner import PollDeps, PollReport, default_holder, poll_once
+
+if TYPE_CHECKING:
+    from router.rules.compiled import CompiledSource, RuleSet
 
 PREVIEW_CHARS = 100
 
@@ -76,6 +79,19 @@ def report_json(r: PollReport) -> dict[str, Any]:
     }
 
 
+def _pulled_source(ruleset: RuleSet, source: str, dry_run: bool) -> CompiledSource:
+    """The source ``router poll`` may poll, or the ClickException saying why not."""
+    src = ruleset.sources.get(source)
+    if src is None:
+        known = ", ".join(sorted(s.id for s in ruleset.sources.values() if s.pull is not None)) or "none"
+        raise click.ClickException(f"no source {source!r}; sources that poll or fire on a schedule: {known}")
+    if src.pull is None:
+        raise click.ClickException(f"source {source!r} takes webhooks; it has no poll, reconcile or schedule")
+    if dry_run and not isinstance(src.pull, CompiledPoll):
+        raise click.ClickException(f"source {source!r} is a schedule: there is nothing to fetch")
+    return src
+
+
 @click.command(name="poll")
 @click.argument("source")
 @click.option("--once", is_flag=True, help="Poll once now, whether or not it is due, then exit.")
@@ -87,17 +103,17 @@ def poll_command(source: str, once: bool, dry_run: bool, fmt: str) -> None:
     Without --once it polls on the source's schedule until interrupted, as a worker would for this one
     source. Exit status 1 when the poll failed or the source is busy.
     """
-    from router import db
-    from router.cli import _prepare_database, _settings
-    from router.http import create_client
+    from router.cli.common import prepare_database, settings_or_exit
     from router.logs import configure
+    from router.pipeline.outbound import create_client
+    from router.records import db
     from router.worker import create_redis, load_rules
 
     if dry_run and not once:
         raise click.UsageError("--dry-run polls once: add --once")
-    settings = _settings()
+    settings = settings_or_exit()
     configure(settings.log_level)  # log lines go to stderr: stdout is the report (JSON with --format json)
-    _prepare_database(settings)
+    prepare_database(settings)
 
     async def main() -> int:
         engine = db.create_engine(settings.database_url)
@@ -108,14 +124,7 @@ def poll_command(source: str, once: bool, dry_run: bool, fmt: str) -> None:
             if holder.errors and not holder.loaded:
                 raise click.ClickException("the rules do not load:\n" + "\n".join(holder.errors))
             ruleset = holder.current
-            src = ruleset.sources.get(source)
-            if src is None:
-                known = ", ".join(sorted(s.id for s in ruleset.sources.values() if s.pull is not None)) or "none"
-                raise click.ClickException(f"no source {source!r}; sources that poll or fire on a schedule: {known}")
-            if src.pull is None:
-                raise click.ClickException(f"source {source!r} takes webhooks; it has no poll, reconcile or schedule")
-            if dry_run and not isinstance(src.pull, CompiledPoll):
-                raise click.ClickException(f"source {source!r} is a schedule: there is nothing to fetch")
+            src = _pulled_source(ruleset, source, dry_run)
             deps = PollDeps(engine=engine, settings=settings, http=http, redis=redis, holder=f"cli:{default_holder()}")
             while True:
                 report = await poll_once(deps, src, ruleset, trigger="cli", force=once, dry_run=dry_run)

@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 
 from jinja2 import TemplateSyntaxError
 
-from router.matcher import Expression
+from router.pipeline.retry import parse_duration
 from router.polling.presets import POLL_PRESETS
 from router.polling.spec import PollSpec, ScheduleSpec
 from router.polling.timing import Cron, Every, Timing, cron_problem, timezone_problem
-from router.retry import parse_duration
-from router.templating import Compiled, compile_tree, referenced_names
-from router.yamlfile import Locator
+from router.rules.filters import Expression
+from router.rules.templating import Compiled, compile_tree, referenced_names
+from router.rules.yamlfile import Locator
 
 Path_ = tuple[str | int, ...]
 DEFAULT_MAX_PAGES = 20
@@ -32,7 +32,7 @@ TEMPLATE_NAMES = frozenset({"secrets", "cursor", "since", "since_unix", "now", "
 
 
 class Reporter(Protocol):
-    """The rule loader (router.ruleset): where problems go, and how JMESPath is compiled."""
+    """The rule loader (router.rules.ruleset): where problems go, and how JMESPath is compiled."""
 
     def error(self, message: str, locator: Locator, path: Path_) -> None: ...
 

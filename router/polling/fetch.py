@@ -1,6 +1,6 @@
 """One pass over a polled API's pages: render the request, fetch, read items, ids, cursor and the next page.
 
-The HTTP call is a parameter (``Fetch``): workers and ``router poll`` use ``http_fetch`` (router.http.send,
+The HTTP call is a parameter (``Fetch``): workers and ``router poll`` use ``http_fetch`` (router.pipeline.outbound.send,
 so the egress guard, timeouts and error classing are the actions'); ``router test`` replays recorded
 responses. Nothing here touches the database: the caller stores what a pass found.
 
@@ -21,9 +21,9 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from router.errors import ActionError, PermanentError, TemplateRenderError
-from router.http import retry_after_seconds, send
+from router.pipeline.outbound import retry_after_seconds, send
 from router.polling.compile import CompiledPoll
-from router.templating import render_tree
+from router.rules.templating import render_tree
 
 OK_STATUSES = [*range(200, 300), 304]
 _LINK_PART = re.compile(r"<(?P<url>[^>]*)>(?P<params>[^,<]*)")
@@ -186,7 +186,7 @@ def greater(a: Any, b: Any) -> Any:
 
 
 def identity(value: Any) -> str | None:
-    """An item's id as a dedupe key, written as the webhook side writes it (router.ingest.dedupe_key)."""
+    """An item's id as a dedupe key, written as the webhook side writes it (router.pipeline.ingest.dedupe_key)."""
     if value is None or value == "" or value is False:
         return None
     key = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
@@ -203,6 +203,18 @@ def _retry_after(exc: ActionError, now: float) -> float | None:
         except ValueError:
             return None
     return retry_after_seconds(headers.get("retry-after"))
+
+
+def _resumed(first: PageRequest, resume: Mapping[str, Any] | None) -> tuple[PageRequest, int]:
+    """The request a pass starts with and its page number: the first, or where the last pass stopped."""
+    if not resume:
+        return first, 0
+    page = int(resume.get("page", 0))
+    if resume.get("url"):
+        return PageRequest(first.method, str(resume["url"]), first.headers, {}, first.json), page
+    if resume.get("query") is not None:
+        return PageRequest(first.method, first.url, first.headers, dict(resume["query"]), first.json), page
+    return first, page
 
 
 async def run_pass(
@@ -225,14 +237,7 @@ async def run_pass(
     except TemplateRenderError as exc:
         out.error, out.permanent = f"request: {exc}", True
         return out
-    request = first
-    page = 0
-    if resume:
-        page = int(resume.get("page", 0))
-        if resume.get("url"):
-            request = PageRequest(first.method, str(resume["url"]), first.headers, {}, first.json)
-        elif resume.get("query") is not None:
-            request = PageRequest(first.method, first.url, first.headers, dict(resume["query"]), first.json)
+    request, page = _resumed(first, resume)
     keys: set[str] = set()
     fetched: set[str] = set()
     while True:
@@ -339,7 +344,7 @@ def _resume(request: PageRequest, first: PageRequest, page: int) -> dict[str, An
 
 
 def http_fetch(client: Any) -> Fetch:
-    """Fetch through ``router.http.send``: the egress guard, the timeout and the error classes of actions."""
+    """Fetch through ``router.pipeline.outbound.send``: the egress guard, the timeout, the error classes of actions."""
 
     async def fetch(request: PageRequest, timeout: float) -> Reply:
         result = await send(

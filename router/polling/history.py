@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from router.models import PollRun, PollState
 from router.polling.compile import Pull
-from router.ruleset import CompiledSource, RuleSet
+from router.records.models import PollRun, PollState
+from router.rules.compiled import CompiledSource, RuleSet
 
 FAILING_AFTER = 3
 MIN_OVERDUE = 60.0  # seconds past due before a source counts as overdue (at least twice its interval)

@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from router.pipeline import queue
 from router.polling import store
 from router.polling.runner import PollDeps, poll_once
 
@@ -36,8 +37,9 @@ async def poll_tick(ctx: dict[str, Any]) -> int:
     due = await store.due_sources(state.engine, pulls, now)
     redis = state.redis if state.redis is not None else ctx["redis"]
     for source, leases, due_at in due:
-        job_id = f"poll:{source}:{leases}:{int(due_at.timestamp())}"
-        await redis.enqueue_job("poll_source", source, _job_id=job_id)
+        await queue.enqueuer(redis)(
+            queue.POLL_SOURCE, source, job_id=queue.JobId.poll(source, leases, int(due_at.timestamp()))
+        )
     return len(due)
 
 

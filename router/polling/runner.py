@@ -8,7 +8,7 @@ schedule ticks. The order is the guarantee:
 3. one transaction: the new events (deduplicated by the events table's ``(source, dedupe_key)``
    index, shared with webhooks), the cursor, the poll's record, and the lease released — only if the
    lease is still this poll's;
-4. queue the new events for routing (``router.queue.events_stored``); if that is lost, the sweep routes them.
+4. queue the new events for routing (``router.pipeline.queue.events_stored``); if that is lost, the sweep routes them.
 """
 
 from __future__ import annotations
@@ -27,17 +27,17 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from router import queue
-from router.http import redact_headers
-from router.ingest import Incoming, new_event_row
-from router.models import PollState, new_id, utcnow
+from router.pipeline import queue
+from router.pipeline.ingest import Incoming, new_event_row
+from router.pipeline.match import redact
+from router.pipeline.outbound import redact_headers
 from router.polling import store
 from router.polling.compile import CompiledPoll, CompiledSchedule
 from router.polling.fetch import Fetch, Found, PassResult, greater, http_fetch, run_pass, template_context
 from router.polling.store import Lease, LeaseLost
 from router.polling.timing import after_failure, after_success, ticks_between
-from router.routing import redact
-from router.ruleset import CompiledSource, RuleSet
+from router.records.models import PollState, new_id, utcnow
+from router.rules.compiled import CompiledSource, RuleSet
 from router.settings import Settings
 
 log = structlog.get_logger("router.polling")
@@ -58,7 +58,7 @@ class PollDeps:
     redis: Any = None
     holder: str = field(default_factory=default_holder)
     clock: Callable[[], datetime] = utcnow
-    fetch: Fetch | None = None  # default: router.http.send through ``http``
+    fetch: Fetch | None = None  # default: router.pipeline.outbound.send through ``http``
 
 
 @dataclass

@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from router.pipeline.retry import parse_duration
 from router.polling.presets import POLL_PRESETS
-from router.retry import parse_duration
 
 MIN_EVERY = 1.0
 

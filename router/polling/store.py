@@ -21,10 +21,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from router.capture import Stored, insert_events
 from router.faults import crash_point
-from router.models import Event, PollRun, PollState
+from router.pipeline.store import Stored, insert_events
 from router.polling.compile import Pull
+from router.records.models import Event, PollRun, PollState
 
 KEEP_RUNS = 500  # poll records kept per source
 _CHUNK = 500

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, get
-from litestar.datastructures import State
 from litestar.params import QueryParameter
 from litestar.response import Template
 
-from router import audit
+from router.access import audit
+from router.runtime import Runtime
 from router.ui.render import page
 
 PAGE = 50
@@ -18,13 +18,13 @@ PAGE = 50
 @get("/settings/audit", include_in_schema=False, opt={"role": "admin"})
 async def audit_page(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     actor: Annotated[str, QueryParameter()] = "",
     action: Annotated[str, QueryParameter()] = "",
     before: Annotated[str, QueryParameter()] = "",
 ) -> Template:
     actor, action, before = actor.strip()[:200], action.strip()[:100], before.strip()[:26]
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         entries = await audit.list_entries(
             session, limit=PAGE + 1, before=before or None, actor=actor or None, action=action or None
         )

@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from router.conditions import Condition, ConditionError, Group, coerce_value, compile_group, parse_expression
-from router.errors import RuleSetError
+from router.errors import ConditionError, RuleSetError
+from router.rules.conditions import Condition, Group, coerce_value, compile_group, parse_expression
 
 OP_LABELS = {
     "equals": "equals",

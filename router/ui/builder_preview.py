@@ -2,7 +2,7 @@
 match (the sample and the last 100 stored events), each step rendered against the sample, the
 variables a template may use, and the test send.
 
-Matching and rendering are the worker's own code (``router.matcher``, ``router.routing``); rendered
+Matching and rendering are the worker's own code (``router.rules.filters``, ``router.pipeline.match``); rendered
 values pass through ``redact`` so a secret's value never reaches the browser.
 """
 
@@ -21,21 +21,22 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from router.actions import ACTIONS
-from router.conditions import path_from_parts
-from router.dryrun import _tree_refs as tree_refs
 from router.errors import TemplateRenderError
-from router.ingest import fold_headers
-from router.matcher import compile_expression, syntax_error_message
-from router.models import Event
-from router.presets import PRESETS, Sample
-from router.routing import build_context, event_dict, event_from_row, redact
-from router.ruleset import CompiledStep, RuleSet, _Loader, _pydantic_message
-from router.schema import Step
-from router.summary import summarize
-from router.templating import compile_tree, render_tree
+from router.pipeline.ingest import fold_headers
+from router.pipeline.match import build_context, event_dict, event_from_row, redact
+from router.pipeline.presets import PRESETS, Sample
+from router.records.models import Event
+from router.records.summary import summarize
+from router.rules.compile import _Loader, _pydantic_message
+from router.rules.compiled import CompiledStep, RuleSet
+from router.rules.conditions import path_from_parts
+from router.rules.filters import compile_expression, syntax_error_message
+from router.rules.schema import Step
+from router.rules.templating import compile_tree, render_tree
+from router.rules.yamlfile import Locator
+from router.tryout.dryrun import _tree_refs as tree_refs
+from router.tryout.whatif import load_events
 from router.ui.builder_steps import settings_of
-from router.whatif import load_events
-from router.yamlfile import Locator
 
 RECENT = 20
 LAST = 100

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from router import uirules
 from router.errors import RuleSetError
-from router.schema import SLUG
+from router.rules import stored as uirules
+from router.rules.schema import SLUG
 from router.ui.builder_form import FilterState, error_targets, filter_from_form, filter_from_text, text
 from router.ui.builder_steps import StepView, step_from_spec, step_spec, steps_from_form
 

@@ -161,6 +161,42 @@ def _yaml_value(raw: str) -> Any:
     return yaml.load(raw)
 
 
+def _number(raw: str) -> Any:
+    stripped = raw.strip()
+    if _INT.match(stripped):
+        return int(stripped)
+    try:
+        return float(stripped)
+    except ValueError:
+        return raw  # a template: checked when it renders
+
+
+def _list(raw: str, item_type: str | None) -> Any:
+    stripped = raw.strip()
+    if stripped.startswith("["):
+        value = _yaml_value(stripped)
+        if not isinstance(value, list):
+            raise ValueError("write a list as [a, b] or as items separated by commas")
+        return value
+    if item_type == "integer":
+        parts = [p.strip() for p in stripped.split(",") if p.strip()]
+        if all(_INT.match(p) for p in parts):
+            return [int(p) for p in parts]
+    return raw
+
+
+def _map(raw: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for number, line in enumerate(raw.split("\n"), 1):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"line {number}: write one `Name: value` per line")
+        out[name.strip()] = value.strip()
+    return out
+
+
 def parse_field(view: FieldView) -> Any:
     """The value a field's text means (``None``: leave the setting out); sets ``view.error`` if it is wrong."""
     raw = view.raw
@@ -170,35 +206,11 @@ def parse_field(view: FieldView) -> Any:
         if view.widget in ("text", "longtext", "enum"):
             return raw
         if view.widget == "number":
-            stripped = raw.strip()
-            if _INT.match(stripped):
-                return int(stripped)
-            try:
-                return float(stripped)
-            except ValueError:
-                return raw  # a template: checked when it renders
+            return _number(raw)
         if view.widget == "list":
-            stripped = raw.strip()
-            if stripped.startswith("["):
-                value = _yaml_value(stripped)
-                if not isinstance(value, list):
-                    raise ValueError("write a list as [a, b] or as items separated by commas")
-                return value
-            if view.item_type == "integer":
-                parts = [p.strip() for p in stripped.split(",") if p.strip()]
-                if all(_INT.match(p) for p in parts):
-                    return [int(p) for p in parts]
-            return raw
+            return _list(raw, view.item_type)
         if view.widget == "map":
-            out: dict[str, str] = {}
-            for number, line in enumerate(raw.split("\n"), 1):
-                if not line.strip():
-                    continue
-                name, sep, value = line.partition(":")
-                if not sep or not name.strip():
-                    raise ValueError(f"line {number}: write one `Name: value` per line")
-                out[name.strip()] = value.strip()
-            return out
+            return _map(raw)
         return _yaml_value(raw)
     except (YAMLError, ValueError) as exc:
         message = str(exc).split("\n", 1)[0]

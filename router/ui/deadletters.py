@@ -1,6 +1,6 @@
 """``/dead-letters``: failed and dead runs, and retrying many at once after a preview and a confirmation.
 
-Bulk retry is the two-step flow of ``router.replay``: the preview counts the runs and the steps that
+Bulk retry is the two-step flow of ``router.records.replay``: the preview counts the runs and the steps that
 would be sent and gives a token for exactly that selection; the confirmation retries only if the
 selection still has the same runs. The selection is the ticked runs, or with none ticked every run
 the filter selects. The filter's time is fixed when the page is drawn, so preview and confirmation
@@ -13,18 +13,19 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, QueryParameter
 from litestar.response import Template
 
-from router.access import principal_of
-from router.delivery import FAILED
-from router.eventlog import as_utc
-from router.jobs import enqueuer
-from router.models import utcnow
-from router.replay import Filters, ReplayError, bulk_retry, dead_letters, preview
-from router.ruleset import RuleSet
+from router.access.guard import principal_of
+from router.pipeline.queue import enqueuer
+from router.records.deadletters import Filters, bulk_retry, dead_letters, preview
+from router.records.eventlog import as_utc
+from router.records.models import utcnow
+from router.records.replay import ReplayError
+from router.records.status import RUN_FAILED
+from router.rules.compiled import RuleSet
+from router.runtime import Runtime
 from router.ui import flash
 from router.ui.render import page
 
@@ -42,7 +43,7 @@ class Selection:
     ) -> None:
         self.rule, self.source, self.status, self.tests = rule.strip()[:64], source.strip()[:64], status.strip(), tests
         self.since_at, self.runs, self.error = since_at.strip(), [r[:26] for r in (runs or [])][:MAX_TICKED], ""
-        if self.status and self.status not in FAILED:
+        if self.status and self.status not in RUN_FAILED:
             self.error = f"status: {self.status!r} is not failed or dead; showing both"
             self.status = ""
         self.since: datetime | None = None
@@ -59,7 +60,7 @@ class Selection:
             self.source or None,
             self.since,
             None,
-            (self.status,) if self.status else FAILED,
+            (self.status,) if self.status else RUN_FAILED,
             tuple(self.runs) if ticked else (),
             self.tests,
         )
@@ -74,16 +75,16 @@ def _form(data: dict[str, Any]) -> tuple[Selection, bool, bool]:
     return selection, data.get("from") == "start", str(data.get("resend", "")).lower() in ("on", "true", "1")
 
 
-async def _rows(state: State, selection: Selection) -> list[dict[str, Any]]:
-    rows = await dead_letters(state.engine, selection.filters(ticked=False), LIMIT)
+async def _rows(runtime: Runtime, selection: Selection) -> list[dict[str, Any]]:
+    rows = await dead_letters(runtime.engine, selection.filters(ticked=False), LIMIT)
     for row in rows:
         last = row["attempts"][-1] if row["attempts"] else None
         row["last_error"] = row["error"] or (last["error"] if last else None)
     return rows
 
 
-def _context(state: State, selection: Selection, since: str) -> dict[str, Any]:
-    rules: RuleSet = state.rules.current
+def _context(runtime: Runtime, selection: Selection, since: str) -> dict[str, Any]:
+    rules: RuleSet = runtime.rules.current
     return {
         "sel": selection,
         "since": since,
@@ -97,7 +98,7 @@ def _context(state: State, selection: Selection, since: str) -> dict[str, Any]:
 @get("/dead-letters", include_in_schema=False)
 async def dead_letters_page(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     rule: Annotated[str, QueryParameter()] = "",
     source: Annotated[str, QueryParameter()] = "",
     status: Annotated[str, QueryParameter()] = "",
@@ -111,15 +112,15 @@ async def dead_letters_page(
     since_at = (utcnow() - SINCE[since]).isoformat() if since else ""
     selection = Selection(rule, source, status, since_at, tests=tests.lower() in ("on", "true", "1"))
     selection.error = selection.error or since_error
-    shown = await flash.take(state, flash_id)
+    shown = await flash.take(runtime, flash_id)
     return page(
         request,
         "dead_letters.html",
-        rows=await _rows(state, selection),
+        rows=await _rows(runtime, selection),
         bulk=None,
         notice=str(shown.get("notice", "")),
         notice_error=bool(shown.get("error")),
-        **_context(state, selection, since),
+        **_context(runtime, selection, since),
     )
 
 
@@ -134,27 +135,27 @@ def _describe(selection: Selection) -> str:
 
 
 @post("/dead-letters/preview", include_in_schema=False, status_code=200)
-async def bulk_preview(request: Request[Any, Any, Any], state: State, data: Form) -> Template:
+async def bulk_preview(request: Request[Any, Any, Any], runtime: Runtime, data: Form) -> Template:
     """Count what a bulk retry would do, and offer to confirm it."""
     selection, start, resend = _form(data)
     bulk: dict[str, Any] = {"start": start, "resend": resend, "what": _describe(selection), "error": selection.error}
     if not selection.error:
-        bulk |= await preview(state.engine, selection.filters(), start=start, ruleset=state.rules.current)
-    return await _answer(request, state, selection, "events/_bulk_preview.html", bulk=bulk)
+        bulk |= await preview(runtime.engine, selection.filters(), start=start, ruleset=runtime.rules.current)
+    return await _answer(request, runtime, selection, "events/_bulk_preview.html", bulk=bulk)
 
 
 @post("/dead-letters/retry", include_in_schema=False, status_code=200)
-async def bulk_confirm(request: Request[Any, Any, Any], state: State, data: Form) -> Response[Any]:
+async def bulk_confirm(request: Request[Any, Any, Any], runtime: Runtime, data: Form) -> Response[Any]:
     """Retry the previewed selection, if it is unchanged (the token matches)."""
     selection, start, resend = _form(data)
     token = str(data.get("confirm", ""))
     if selection.error:
-        return await _answer(request, state, selection, notice=selection.error, notice_error=True)
+        return await _answer(request, runtime, selection, notice=selection.error, notice_error=True)
     try:
         result = await bulk_retry(
-            state.engine,
-            enqueuer(state.redis),
-            state.rules.current,
+            runtime.engine,
+            enqueuer(runtime.redis),
+            runtime.rules.current,
             selection.filters(),
             token,
             start=start,
@@ -162,22 +163,22 @@ async def bulk_confirm(request: Request[Any, Any, Any], state: State, data: Form
             actor=principal_of(request).actor,
         )
     except ReplayError as exc:
-        return await _answer(request, state, selection, notice=f"Not retried: {exc}.", notice_error=True)
+        return await _answer(request, runtime, selection, notice=f"Not retried: {exc}.", notice_error=True)
     notice = f"Retried {result['retried']} run(s)" + (
         f"; {len(result['errors'])} could not be retried: " + "; ".join(e["error"] for e in result["errors"][:5])
         if result["errors"]
         else "."
     )
     if not request.headers.get("hx-request"):  # a plain form post: Post/Redirect/Get
-        done = await flash.redirect(state, "/dead-letters", notice=notice, error=bool(result["errors"]))
+        done = await flash.redirect(runtime, "/dead-letters", notice=notice, error=bool(result["errors"]))
         if done is not None:
             return done
-    return await _answer(request, state, selection, notice=notice, notice_error=bool(result["errors"]))
+    return await _answer(request, runtime, selection, notice=notice, notice_error=bool(result["errors"]))
 
 
 async def _answer(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     selection: Selection,
     template: str = "events/_bulk_result.html",
     *,
@@ -186,9 +187,9 @@ async def _answer(
     notice_error: bool = False,
 ) -> Template:
     """htmx gets the fragment (and the list refreshed); a plain form post gets the whole page."""
-    context = _context(state, selection, "") | {"bulk": bulk, "notice": notice, "notice_error": notice_error}
+    context = _context(runtime, selection, "") | {"bulk": bulk, "notice": notice, "notice_error": notice_error}
     shown = Selection(selection.rule, selection.source, selection.status, selection.since_at, tests=selection.tests)
-    rows = await _rows(state, shown)
+    rows = await _rows(runtime, shown)
     if request.headers.get("hx-request"):
         return page(request, template, rows=rows, oob=template.endswith("_bulk_result.html"), **context)
     return page(request, "dead_letters.html", rows=rows, **context)

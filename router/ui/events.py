@@ -2,7 +2,7 @@
 
 The list polls ``/events/rows`` (htmx, every 2 s) for events newer than the newest shown and for the
 rows still in progress; an older page (a cursor) does not poll. An event's page polls its runs while
-any is not final. Replay and retry are htmx POSTs (editor, CSRF) through ``router.replay``, audited,
+any is not final. Replay and retry are htmx POSTs (editor, CSRF) through ``router.records.replay``, audited,
 answering with a notice and the refreshed runs; without JavaScript the same forms post and the page
 comes back with the notice.
 """
@@ -15,23 +15,25 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
 from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Template
 from sqlalchemy import select
 
-from router import eventlog, runwait
-from router.access import principal_of
-from router.delivery import FAILED, TERMINAL
-from router.eventlog import FINAL, RUN_STATES, STATUSES, EventFilter
-from router.explain import explain_stored
-from router.jobs import enqueuer
-from router.models import Event, Run, utcnow
-from router.replay import ReplayError, replay_event, retry_run
-from router.ruleset import CompiledSource, RuleSet
-from router.summary import Summary, summarize
+from router.access.guard import principal_of
+from router.errors import RunWaitError
+from router.pipeline import runwait
+from router.pipeline.queue import enqueuer
+from router.records import eventlog
+from router.records.eventlog import FINAL, RUN_STATES, STATUSES, EventFilter
+from router.records.models import Event, Run, utcnow
+from router.records.replay import ReplayError, replay_event, retry_run
+from router.records.status import RUN_FAILED, RUN_TERMINAL, EventStatus, RunStatus
+from router.records.summary import Summary, summarize
+from router.rules.compiled import CompiledSource, RuleSet
+from router.runtime import Runtime
+from router.tryout.explain import explain_stored
 from router.ui import flash
 from router.ui.render import page
 
@@ -47,7 +49,7 @@ def _htmx(request: Request[Any, Any, Any]) -> bool:
 
 
 def summary(row: Any, source: CompiledSource | None) -> Summary:
-    """A line about an event for the list: its type and a few key fields (router.summary)."""
+    """A line about an event for the list: its type and a few key fields (router.records.summary)."""
     return summarize(row.body, row.headers, source)
 
 
@@ -101,23 +103,25 @@ class Filters:
 
 SourceQ = Annotated[str, QueryParameter(description="Only this source.")]
 StatusQ = Annotated[str, QueryParameter()]
+TextQ = Annotated[str, QueryParameter()]
+DestinationQ = Annotated[str, QueryParameter(description="Only events that failed at it.")]
 
 
 @get("/events", include_in_schema=False)
 async def events_page(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     source: SourceQ = "",
     status: StatusQ = "",
-    q: Annotated[str, QueryParameter()] = "",
-    since: Annotated[str, QueryParameter()] = "",
-    before: Annotated[str, QueryParameter()] = "",
-    destination: Annotated[str, QueryParameter(description="Only events that failed at it.")] = "",
+    q: TextQ = "",
+    since: TextQ = "",
+    before: TextQ = "",
+    destination: DestinationQ = "",
 ) -> Template:
     f = Filters(source, status, q, since, destination)
     before = before.strip()[:26]
-    rules: RuleSet = state.rules.current
-    async with state.sessions() as session:
+    rules: RuleSet = runtime.rules.current
+    async with runtime.sessions() as session:
         found = await eventlog.list_events(session, f.query(), limit=PAGE, before=before or None, content=True)
         rows = await _rows(session, found.events, rules)
     return page(
@@ -141,20 +145,20 @@ async def events_page(
 @get("/events/rows", include_in_schema=False)
 async def event_rows(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     source: SourceQ = "",
     status: StatusQ = "",
-    q: Annotated[str, QueryParameter()] = "",
-    since: Annotated[str, QueryParameter()] = "",
+    q: TextQ = "",
+    since: TextQ = "",
     after: Annotated[str, QueryParameter(description="Only events newer than this id.")] = "",
     watch: Annotated[str, QueryParameter(description="Ids of shown rows still in progress.")] = "",
-    destination: Annotated[str, QueryParameter(description="Only events that failed at it.")] = "",
+    destination: DestinationQ = "",
 ) -> Template:
     """Live rows: events newer than ``after`` (for the top of the table) and the ``watch``ed rows again."""
     f = Filters(source, status, q, since, destination)
-    rules: RuleSet = state.rules.current
+    rules: RuleSet = runtime.rules.current
     watched = [i for i in watch.split(",") if i][:MAX_WATCH]
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         found = await eventlog.list_events(
             session, f.query(), limit=PAGE, after=after.strip()[:26] or None, content=True
         )
@@ -187,15 +191,15 @@ def _body_views(event: Event) -> dict[str, Any]:
 
 def _poll(detail: Mapping[str, Any]) -> str:
     """How often the runs section refreshes: '' when everything is final, slower while runs only wait."""
-    waiting = {r["status"] for r in detail["runs"]} - set(TERMINAL)
-    if detail["status"] in ("received",) or waiting & {"pending", "running"}:
+    waiting = {r["status"] for r in detail["runs"]} - set(RUN_TERMINAL)
+    if detail["status"] in (EventStatus.RECEIVED,) or waiting & {RunStatus.PENDING, RunStatus.RUNNING}:
         return "1s"
     return "5s" if waiting or detail["status"] not in FINAL else ""
 
 
-async def _detail(state: State, event_id: str) -> dict[str, Any]:
-    rules: RuleSet = state.rules.current
-    async with state.sessions() as session:
+async def _detail(runtime: Runtime, event_id: str) -> dict[str, Any]:
+    rules: RuleSet = runtime.rules.current
+    async with runtime.sessions() as session:
         event = await eventlog.load_event(session, event_id)
     if event is None:
         raise NotFoundException(f"no event {event_id!r}; it may have been deleted, or the link is wrong")
@@ -210,7 +214,7 @@ async def _detail(state: State, event_id: str) -> dict[str, Any]:
             {"id": rule.id, "description": rule.description, "matched": rule.id in matched, "enabled": rule.enabled}
             for rule in rules.by_source.get(event.source, ())
         ],
-        "failed_statuses": FAILED,
+        "failed_statuses": RUN_FAILED,
         "live": bool(_poll(detail)),
         "poll": _poll(detail),
     }
@@ -219,50 +223,50 @@ async def _detail(state: State, event_id: str) -> dict[str, Any]:
 @get("/events/{event_id:str}", include_in_schema=False)
 async def event_page(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     event_id: Annotated[str, PathParameter()],
     flash_id: Annotated[str, QueryParameter(name="flash")] = "",
 ) -> Template:
-    shown = await flash.take(state, flash_id)
+    shown = await flash.take(runtime, flash_id)
     notice, error = str(shown.get("notice", "")), bool(shown.get("error"))
-    return page(request, "events/detail.html", notice=notice, notice_error=error, **await _detail(state, event_id))
+    return page(request, "events/detail.html", notice=notice, notice_error=error, **await _detail(runtime, event_id))
 
 
 @get("/events/{event_id:str}/runs", include_in_schema=False)
 async def event_runs(
-    request: Request[Any, Any, Any], state: State, event_id: Annotated[str, PathParameter()]
+    request: Request[Any, Any, Any], runtime: Runtime, event_id: Annotated[str, PathParameter()]
 ) -> Template:
     """The runs section again (polled while a run is not final)."""
-    return page(request, "events/_runs.html", oob=False, fragment=True, **await _detail(state, event_id))
+    return page(request, "events/_runs.html", oob=False, fragment=True, **await _detail(runtime, event_id))
 
 
 @get("/events/{event_id:str}/explain", include_in_schema=False)
 async def event_explain(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     event_id: Annotated[str, PathParameter()],
     rule: Annotated[str, QueryParameter(description="A loaded rule's id.")],
 ) -> Template:
     """Why one rule matched the event or not, operand by operand (loaded when its section is opened)."""
-    rules: RuleSet = state.rules.current
+    rules: RuleSet = runtime.rules.current
     compiled = rules.rules.get(rule)
     if compiled is None:
         raise NotFoundException(f"rule {rule!r} is not loaded now; reload the page to see the rules in force")
-    result = await explain_stored(state.sessions, compiled, event_id, rules.secrets)
+    result = await explain_stored(runtime.sessions, compiled, event_id, rules.secrets)
     if result is None:
         raise NotFoundException(f"no event {event_id!r}")
     return page(request, "events/_explain.html", x=result)
 
 
 async def _after_action(
-    request: Request[Any, Any, Any], state: State, event_id: str, notice: str, error: bool
+    request: Request[Any, Any, Any], runtime: Runtime, event_id: str, notice: str, error: bool
 ) -> Response[Any]:
     """htmx gets the notice and the runs; a plain form post a 303 to the event page (Post/Redirect/Get)."""
     if not _htmx(request):
-        done = await flash.redirect(state, f"/events/{event_id}", notice=notice, error=error)
+        done = await flash.redirect(runtime, f"/events/{event_id}", notice=notice, error=error)
         if done is not None:
             return done
-    context = await _detail(state, event_id)
+    context = await _detail(runtime, event_id)
     if _htmx(request):
         return page(
             request, "events/_action_result.html", notice=notice, notice_error=error, oob=True, fragment=True, **context
@@ -276,20 +280,20 @@ def _checked(data: Mapping[str, Any], name: str) -> bool:
 
 @post("/events/{event_id:str}/replay", include_in_schema=False, status_code=200)
 async def replay_button(
-    request: Request[Any, Any, Any], state: State, event_id: Annotated[str, PathParameter()], data: Form
+    request: Request[Any, Any, Any], runtime: Runtime, event_id: Annotated[str, PathParameter()], data: Form
 ) -> Response[Any]:
     resend = _checked(data, "resend")
     try:
         result = await replay_event(
-            state.engine,
-            enqueuer(state.redis),
-            state.rules.current,
+            runtime.engine,
+            enqueuer(runtime.redis),
+            runtime.rules.current,
             event_id,
             resend=resend,
             actor=principal_of(request).actor,
         )
     except ReplayError as exc:
-        return await _after_action(request, state, event_id, f"Cannot replay: {exc}", True)
+        return await _after_action(request, runtime, event_id, f"{exc.title}: {exc}", True)
     runs = result["runs"]
     if not runs:
         notice = "Replayed: no rule in force matches this event now, so nothing was sent."
@@ -305,54 +309,56 @@ async def replay_button(
         )
     for busy in result["still_running"]:
         notice += f" Run {busy['id']} of {busy['rule_id']} is {busy['status']} right now and may deliver too."
-    return await _after_action(request, state, event_id, notice, False)
+    return await _after_action(request, runtime, event_id, notice, False)
 
 
 @post("/runs/{run_id:str}/retry", include_in_schema=False, status_code=200)
 async def retry_button(
-    request: Request[Any, Any, Any], state: State, run_id: Annotated[str, PathParameter()], data: Form
+    request: Request[Any, Any, Any], runtime: Runtime, run_id: Annotated[str, PathParameter()], data: Form
 ) -> Response[Any]:
     start = data.get("from") == "start"
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         event_id = await session.scalar(select(Run.event_id).where(Run.id == run_id))
     if event_id is None:
         raise NotFoundException(f"no run {run_id!r}")
     try:
         result = await retry_run(
-            state.engine,
-            enqueuer(state.redis),
-            state.rules.current,
+            runtime.engine,
+            enqueuer(runtime.redis),
+            runtime.rules.current,
             run_id,
             start=start,
             resend=_checked(data, "resend"),
             actor=principal_of(request).actor,
         )
     except ReplayError as exc:
-        return await _after_action(request, state, event_id, f"Cannot retry: {exc}", True)
+        return await _after_action(request, runtime, event_id, f"{exc.title}: {exc}", True)
     if start:
         notice = f"Run {run_id} started over as run {result['run_id']}."
     else:
         notice = f"Run {run_id} is retried from its failed step."
-    return await _after_action(request, state, event_id, notice, False)
+    return await _after_action(request, runtime, event_id, notice, False)
 
 
 @post("/runs/{run_id:str}/retry-now", include_in_schema=False, status_code=200)
 async def retry_now_button(
-    request: Request[Any, Any, Any], state: State, run_id: Annotated[str, PathParameter()]
+    request: Request[Any, Any, Any], runtime: Runtime, run_id: Annotated[str, PathParameter()]
 ) -> Any:
-    """Try a retrying or held run now (router.runwait.retry_now): the same run, its attempts counting on."""
+    """Try a retrying or held run now (router.pipeline.runwait.retry_now): the same run, its attempts counting on."""
     try:
-        result = await runwait.retry_now(state.engine, enqueuer(state.redis), run_id, actor=principal_of(request).actor)
-    except runwait.RunWaitError as exc:
-        async with state.sessions() as session:
+        result = await runwait.retry_now(
+            runtime.engine, enqueuer(runtime.redis), run_id, actor=principal_of(request).actor
+        )
+    except RunWaitError as exc:
+        async with runtime.sessions() as session:
             event_id = await session.scalar(select(Run.event_id).where(Run.id == run_id))
         if event_id is None:
             raise NotFoundException(str(exc)) from None
-        return await _after_action(request, state, event_id, f"Cannot retry now: {exc}", True)
+        return await _after_action(request, runtime, event_id, f"{exc.title}: {exc}", True)
     notice = f"Run {run_id} is being tried now (attempt {result['attempt']}); the page updates as it goes."
-    if result["was"] == "held":
+    if result["was"] == RunStatus.HELD:
         notice += " Its destination may still be paused: then it is held again until someone resumes it."
-    return await _after_action(request, state, result["event_id"], notice, False)
+    return await _after_action(request, runtime, result["event_id"], notice, False)
 
 
 HANDLERS = [

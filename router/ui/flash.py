@@ -14,19 +14,20 @@ from typing import Any
 from urllib.parse import urlencode
 
 import structlog
-from litestar.datastructures import State
 from litestar.response import Redirect
+
+from router.runtime import Runtime
 
 log = structlog.get_logger("router.ui")
 PREFIX = "router:flash:"
 TTL = 120
 
 
-async def redirect(state: State, to: str, **outcome: Any) -> Redirect | None:
+async def redirect(runtime: Runtime, to: str, **outcome: Any) -> Redirect | None:
     """A 303 to ``to`` carrying ``outcome`` (keyword arguments of that page's renderer), or None."""
     flash = secrets.token_urlsafe(16)
     try:
-        await state.redis.set(PREFIX + flash, json.dumps(outcome), ex=TTL)
+        await runtime.redis.set(PREFIX + flash, json.dumps(outcome), ex=TTL)
     except Exception as exc:  # Redis down: the caller shows the outcome in this response instead
         log.warning("flash_unavailable", error=str(exc))
         return None
@@ -34,12 +35,12 @@ async def redirect(state: State, to: str, **outcome: Any) -> Redirect | None:
     return Redirect(f"{to}{joiner}{urlencode({'flash': flash})}", status_code=303)
 
 
-async def take(state: State, flash: str) -> dict[str, Any]:
+async def take(runtime: Runtime, flash: str) -> dict[str, Any]:
     """The outcome stored under ``flash`` (once), or nothing."""
     if not flash or len(flash) > 64:
         return {}
     try:
-        raw = await state.redis.getdel(PREFIX + flash)
+        raw = await runtime.redis.getdel(PREFIX + flash)
     except Exception:
         return {}
     if not raw:

@@ -1,7 +1,7 @@
 """``/inboxes``: the built-in inbox as pages: every inbox, and one inbox's requests as they arrive (live).
 
 Viewing is separate from catching: ``/inbox/{name}`` records what is sent to it, and a browser that opens
-that URL is sent here instead of being recorded (``router.inbox.is_page_view``).
+that URL is sent here instead of being recorded (``router.records.inbox.is_page_view``).
 """
 
 from __future__ import annotations
@@ -9,27 +9,29 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, get
-from litestar.datastructures import State
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Template
 
-from router import inbox
+from router.records import inbox
+from router.runtime import Runtime
 from router.ui.render import page
 
 PAGE = 50
 
 
 @get("/inboxes", include_in_schema=False)
-async def inboxes_page(request: Request[Any, Any, Any], state: State) -> Template:
-    async with state.sessions() as session:
+async def inboxes_page(request: Request[Any, Any, Any], runtime: Runtime) -> Template:
+    async with runtime.sessions() as session:
         found = await inbox.inboxes(session)
     base = str(request.base_url).rstrip("/")
     return page(request, "inbox/list.html", inboxes=found, base=base)
 
 
 @get("/inboxes/{name:str}", include_in_schema=False)
-async def inbox_page(request: Request[Any, Any, Any], state: State, name: Annotated[str, PathParameter()]) -> Template:
-    async with state.sessions() as session:
+async def inbox_page(
+    request: Request[Any, Any, Any], runtime: Runtime, name: Annotated[str, PathParameter()]
+) -> Template:
+    async with runtime.sessions() as session:
         rows = await inbox.requests(session, name[:64], limit=PAGE)
     base = str(request.base_url).rstrip("/")
     return page(
@@ -45,12 +47,12 @@ async def inbox_page(request: Request[Any, Any, Any], state: State, name: Annota
 @get("/inboxes/{name:str}/rows", include_in_schema=False)
 async def inbox_rows(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     name: Annotated[str, PathParameter()],
     after: Annotated[str, QueryParameter()] = "",
 ) -> Template:
     """Requests newer than ``after`` (polled every 2 s by the inbox page)."""
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         rows = await inbox.requests(session, name[:64], after=after[:26] or None, limit=PAGE)
     return page(request, "inbox/_rows.html", name=name[:64], rows=rows, newest=rows[0].id if rows else after)
 

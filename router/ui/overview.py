@@ -1,7 +1,7 @@
 """``/``: the overview. Sources and their webhook URLs, activity charts, and failing destinations.
 
-Charts are server-rendered SVG (router/charts.py) over figures counted in the database
-(router/stats.py). A paused destination can be resumed from here (editor, CSRF, audited).
+Charts are server-rendered SVG (router/ui/charts.py) over figures counted in the database
+(router/records/stats.py). A paused destination can be resumed from here (editor, CSRF, audited).
 """
 
 from __future__ import annotations
@@ -11,17 +11,19 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from litestar import Request, get, post
-from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Response, Template
 
-from router import alerts, destinations, rejections, stats, storage
-from router.access import principal_of
-from router.charts import bar_chart, line_chart, stacked_bar_chart
-from router.jobs import enqueuer
-from router.models import utcnow
-from router.ruleset import RuleSet
+from router.access.guard import principal_of
+from router.ops import alerts
+from router.pipeline import destinations
+from router.pipeline.queue import enqueuer
+from router.records import rejections, stats, storage
+from router.records.models import utcnow
+from router.rules.compiled import RuleSet
+from router.runtime import Runtime
+from router.ui.charts import bar_chart, line_chart, stacked_bar_chart
 from router.ui.render import page
 from router.ui.sources import how_it_comes, poll_health
 
@@ -36,10 +38,10 @@ def _range(name: str) -> tuple[str, str]:
     return DEFAULT_RANGE, f"range: {name!r} is not one of {', '.join(stats.RANGES)}; showing {DEFAULT_RANGE}"
 
 
-async def failing(state: State, since: datetime) -> list[dict[str, Any]]:
-    """Paused destinations and tripped breakers (router.destinations) with the ones whose attempts failed."""
+async def failing(runtime: Runtime, since: datetime) -> list[dict[str, Any]]:
+    """Paused destinations and tripped breakers (router.pipeline.destinations) with the ones whose attempts failed."""
     merged: dict[str, dict[str, Any]] = {}
-    for d in await destinations.overview(state.engine, state.redis):
+    for d in await destinations.overview(runtime.engine, runtime.redis):
         breaker = d.get("breaker") or {}
         tripped = breaker.get("state") in ("open", "half_open")
         if d["paused"] or tripped:
@@ -52,7 +54,7 @@ async def failing(state: State, since: datetime) -> list[dict[str, Any]]:
                 "last_error": None,
                 "last_at": None,
             }
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         recent = await stats.failing_destinations(session, since)
     for f in recent:
         entry = merged.setdefault(
@@ -70,21 +72,21 @@ def _per(bucket_minutes: int) -> str:
 @get("/", include_in_schema=False)
 async def overview_page(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     span: Annotated[str, QueryParameter(name="range", description="1h, 6h or 24h.")] = DEFAULT_RANGE,
 ) -> Template:
     chosen, error = _range(span)
     now = utcnow()
     window = stats.Window.named(chosen, now)
-    rules: RuleSet = state.rules.current
-    async with state.sessions() as session:
+    rules: RuleSet = runtime.rules.current
+    async with runtime.sessions() as session:
         activity = await stats.source_activity(session, rules.sources, now - timedelta(days=1))
         events = await stats.events_per_bucket(session, window)
         deliveries = await stats.deliveries_per_bucket(session, window)
         latency = await stats.latency_per_bucket(session, window)
         refused = await rejections.count_since(session, now - timedelta(days=1))
     base = str(request.base_url).rstrip("/")
-    pulled = await poll_health(state, rules, now)
+    pulled = await poll_health(runtime, rules, now)
     sources = [
         {
             "id": source.id,
@@ -122,10 +124,10 @@ async def overview_page(
         ranges=list(stats.RANGES),
         range=chosen,
         range_error=error,
-        rule_errors=list(state.rules.errors),
-        failing=await failing(state, window.first),
-        alerts=await alerts.overview(state.engine, rules),
-        storage=await storage.storage_figures(state.engine),
+        rule_errors=list(runtime.rules.errors),
+        failing=await failing(runtime, window.first),
+        alerts=await alerts.overview(runtime.engine, rules),
+        storage=await storage.storage_figures(runtime.engine),
         rejected_total=sum(refused.values()),
         notice="",
         notice_error=False,
@@ -133,14 +135,16 @@ async def overview_page(
 
 
 @post("/destinations/resume", include_in_schema=False, status_code=200)
-async def resume_button(request: Request[Any, Any, Any], state: State, data: Form) -> Response[Any]:
+async def resume_button(request: Request[Any, Any, Any], runtime: Runtime, data: Form) -> Response[Any]:
     """Resume a paused destination; htmx gets the failing-destinations section back, a plain form the page."""
     key = str(data.get("destination", "")).strip()
     chosen, _ = _range(str(data.get("range", DEFAULT_RANGE)))
     if not key:
         notice, error = "destination: missing; use the Resume button of a paused destination", True
     else:
-        result = await destinations.resume(state.engine, enqueuer(state.redis), key, actor=principal_of(request).actor)
+        result = await destinations.resume(
+            runtime.engine, enqueuer(runtime.redis), key, actor=principal_of(request).actor
+        )
         if result["resumed"]:
             notice, error = f"Resumed {key}: {result['runs']} held run(s) sent on their way.", False
         else:
@@ -151,7 +155,7 @@ async def resume_button(request: Request[Any, Any, Any], state: State, data: For
     return page(
         request,
         "events/_failing.html",
-        failing=await failing(state, since),
+        failing=await failing(runtime, since),
         range=chosen,
         notice=notice,
         notice_error=error,

@@ -1,6 +1,6 @@
 """``/rejections``: webhooks that were refused (wrong signature, unknown source, too large, bad body), newest first.
 
-Read-only; per source and overall, filtered by status. The rows come from ``router.rejections``.
+Read-only; per source and overall, filtered by status. The rows come from ``router.records.rejections``.
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from litestar import Request, get
-from litestar.datastructures import State
 from litestar.params import QueryParameter
 from litestar.response import Template
 
-from router.rejections import RejectionFilter, list_rejections
-from router.ruleset import RuleSet
+from router.records.rejections import RejectionFilter, list_rejections
+from router.rules.compiled import RuleSet
+from router.runtime import Runtime
 from router.ui.render import page
 
 PAGE = 50
@@ -31,7 +31,7 @@ STATUSES = {
 @get("/rejections", include_in_schema=False)
 async def rejections_page(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     source: Annotated[str, QueryParameter()] = "",
     status: Annotated[str, QueryParameter()] = "",
     before: Annotated[str, QueryParameter()] = "",
@@ -44,9 +44,9 @@ async def rejections_page(
             code = int(status)
         else:
             error = f"status: {status!r} is not one of {', '.join(map(str, STATUSES))}; showing every status"
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         rows, older = await list_rejections(session, RejectionFilter(source or None, code), before=before, limit=PAGE)
-    rules: RuleSet = state.rules.current
+    rules: RuleSet = runtime.rules.current
     params = {k: v for k, v in {"source": source, "status": str(code or "")}.items() if v}
     return page(
         request,

@@ -16,7 +16,7 @@ from litestar.template.config import TemplateConfig
 from markupsafe import Markup
 
 import router
-from router.auth import Principal
+from router.access.auth import Principal
 
 NAV = (
     ("overview", "/", "Overview"),
@@ -84,6 +84,34 @@ def base_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
 def page(request: Request[Any, Any, Any], template: str, *, status: int = 200, **context: Any) -> Template:
     """Render a full page (or an htmx fragment) with the signed-in user, CSRF token and navigation."""
     return Template(template_name=template, context=base_context(request) | context, status_code=status)
+
+
+def settings_page(
+    request: Request[Any, Any, Any],
+    template: str,
+    *,
+    status: int = 200,
+    notice: str = "",
+    shown_once: str = "",
+    shown_once_label: str = "",
+    error: str = "",
+    error_for: str = "",
+    **context: Any,
+) -> Template:
+    """A settings page (users, tokens, secrets): a notice, a value shown once or a form's error, never cached."""
+    response = page(
+        request,
+        template,
+        status=status,
+        notice=notice,
+        shown_once=shown_once,
+        shown_once_label=shown_once_label,
+        error=error,
+        error_for=error_for,
+        **context,
+    )
+    response.headers["cache-control"] = "no-store"
+    return response
 
 
 def wants_html(request: Request[Any, Any, Any]) -> bool:

@@ -12,21 +12,22 @@ import re
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
 from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
-from router import uirules
-from router.access import principal_of
+from router.access.guard import principal_of
 from router.errors import RuleSetError
-from router.schema import SLUG
+from router.records.db import unit_of_work
+from router.rules import stored as uirules
+from router.rules.schema import SLUG
+from router.rules.yamlfile import parse_yaml
+from router.runtime import Runtime
 from router.ui.builder import render_builder, yaml_attachment
 from router.ui.builder_form import text
 from router.ui.builder_state import state_from_spec
 from router.ui.render import page
-from router.yamlfile import parse_yaml
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 _SLUG = re.compile(SLUG)
@@ -43,7 +44,7 @@ NOTICES = {
 
 async def render_list(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     *,
     notice: str = "",
     error: str = "",
@@ -51,8 +52,8 @@ async def render_list(
     import_text: str = "",
     status: int = 200,
 ) -> Template:
-    rs = state.rules.current
-    async with state.sessions() as session:
+    rs = runtime.rules.current
+    async with runtime.sessions() as session:
         rows = await uirules.list_rules(session)
     file_rules = [r for r in rs.rules.values() if not uirules.is_ui(r)]
     return page(
@@ -61,7 +62,7 @@ async def render_list(
         status=status,
         file_rules=file_rules,
         ui_rules=[(row, rs.rules.get(row.id)) for row in rows],
-        rule_errors=state.rules.errors,
+        rule_errors=runtime.rules.errors,
         version=rs.version,
         notice=notice,
         error=error,
@@ -73,25 +74,25 @@ async def render_list(
 @get("/rules", include_in_schema=False)
 async def rules_page(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     done: Annotated[str, QueryParameter()] = "",
     rule: Annotated[str, QueryParameter()] = "",
 ) -> Template:
     notice = NOTICES[done].format(rule=rule) if done in NOTICES and _SLUG.match(rule) else ""  # no free text
-    return await render_list(request, state, notice=notice)
+    return await render_list(request, runtime, notice=notice)
 
 
 @get("/rules/{name:str}", include_in_schema=False)
-async def rule_yaml(state: State, name: Annotated[str, PathParameter()]) -> Response[str]:
+async def rule_yaml(runtime: Runtime, name: Annotated[str, PathParameter()]) -> Response[str]:
     """``/rules/<id>.yaml``: a rule's YAML as a download (a UI rule's stored text; a file rule's own lines)."""
     rule_id = name.removesuffix(".yaml")
     if rule_id == name:
         raise NotFoundException(f"no page /rules/{name}; a rule's YAML is at /rules/<id>.yaml")
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         row = await uirules.get_rule(session, rule_id)
     if row is not None:
         return yaml_attachment(row.yaml, row.id)
-    loaded = state.rules.current.rules.get(rule_id)
+    loaded = runtime.rules.current.rules.get(rule_id)
     if loaded is None or uirules.is_ui(loaded):
         raise NotFoundException(f"no rule {rule_id!r}")
     try:
@@ -100,101 +101,88 @@ async def rule_yaml(state: State, name: Annotated[str, PathParameter()]) -> Resp
         raise NotFoundException(str(exc)) from None
 
 
-async def _change(request: Request[Any, Any, Any], state: State, rule_id: str, what: str) -> Response[Any]:
+async def _refused(
+    request: Request[Any, Any, Any], runtime: Runtime, heading: str, exc: RuleSetError, import_text: str = ""
+) -> Template:
+    """The list again, with each problem of the rule under ``heading``."""
+    errors = [str(e) for e in exc.errors]
+    return await render_list(request, runtime, error=heading, errors=errors, import_text=import_text, status=exc.status)
+
+
+async def _change(request: Request[Any, Any, Any], runtime: Runtime, rule_id: str, what: str) -> Response[Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
-        row = await uirules.get_rule(session, rule_id)
-        if row is None:
-            return await render_list(request, state, error=f"There is no UI rule {rule_id!r}.", status=404)
-        try:
+    try:
+        async with unit_of_work(runtime.sessions) as session:
+            row = await uirules.get_rule(session, rule_id)
+            if row is None:
+                return await render_list(request, runtime, error=f"There is no UI rule {rule_id!r}.", status=404)
             if what == "deleted":
                 await uirules.delete_rule(session, row, principal.actor)
             else:
-                await uirules.switch_rule(session, state.rules.current, row, what == "enabled", principal.actor)
-        except RuleSetError as exc:
-            return await render_list(
-                request,
-                state,
-                error=f"Rule {rule_id} cannot be enabled:",
-                errors=[str(e) for e in exc.errors],
-                status=422,
-            )
-        await session.commit()
-    await state.rules_watcher.reload()
+                await uirules.switch_rule(session, runtime.rules.current, row, what == "enabled", principal.actor)
+    except RuleSetError as exc:
+        return await _refused(request, runtime, f"Rule {rule_id} cannot be enabled:", exc)
+    await runtime.rules_watcher.reload()
     return Redirect(f"/rules?done={what}&rule={rule_id}", status_code=303)
 
 
 @post("/rules/{rule_id:str}/enable", include_in_schema=False, status_code=303)
 async def enable(
-    request: Request[Any, Any, Any], state: State, rule_id: Annotated[str, PathParameter()]
+    request: Request[Any, Any, Any], runtime: Runtime, rule_id: Annotated[str, PathParameter()]
 ) -> Response[Any]:
-    return await _change(request, state, rule_id, "enabled")
+    return await _change(request, runtime, rule_id, "enabled")
 
 
 @post("/rules/{rule_id:str}/disable", include_in_schema=False, status_code=303)
 async def disable(
-    request: Request[Any, Any, Any], state: State, rule_id: Annotated[str, PathParameter()]
+    request: Request[Any, Any, Any], runtime: Runtime, rule_id: Annotated[str, PathParameter()]
 ) -> Response[Any]:
-    return await _change(request, state, rule_id, "disabled")
+    return await _change(request, runtime, rule_id, "disabled")
 
 
 @post("/rules/{rule_id:str}/delete", include_in_schema=False, status_code=303)
 async def delete(
-    request: Request[Any, Any, Any], state: State, rule_id: Annotated[str, PathParameter()]
+    request: Request[Any, Any, Any], runtime: Runtime, rule_id: Annotated[str, PathParameter()]
 ) -> Response[Any]:
-    return await _change(request, state, rule_id, "deleted")
+    return await _change(request, runtime, rule_id, "deleted")
 
 
 @post("/rules/{rule_id:str}/duplicate", include_in_schema=False, status_code=303)
 async def duplicate(
-    request: Request[Any, Any, Any], state: State, rule_id: Annotated[str, PathParameter()]
+    request: Request[Any, Any, Any], runtime: Runtime, rule_id: Annotated[str, PathParameter()]
 ) -> Response[Any]:
     """Save a copy (``<id>-copy``) of a file rule or a UI rule as a new, disabled UI rule, its YAML kept as is."""
-    rs = state.rules.current
+    rs = runtime.rules.current
     principal = principal_of(request)
-    async with state.sessions() as session:
-        row = await uirules.get_rule(session, rule_id)
-        loaded = rs.rules.get(rule_id)
-        try:
+    try:
+        async with unit_of_work(runtime.sessions) as session:
+            row = await uirules.get_rule(session, rule_id)
+            loaded = rs.rules.get(rule_id)
             if row is not None:
                 original = row.yaml
             elif loaded is not None and not uirules.is_ui(loaded):
                 original = uirules.file_rule_yaml(loaded)
             else:
-                return await render_list(request, state, error=f"There is no rule {rule_id!r}.", status=404)
+                return await render_list(request, runtime, error=f"There is no rule {rule_id!r}.", status=404)
             copy_id = await uirules.free_copy_id(session, rs, rule_id)
             copy = uirules.set_enabled(uirules.set_id(original, copy_id), False)
             await uirules.save_rule(session, rs, copy_id, copy, principal.actor, create_only=True, via="duplicate")
-        except RuleSetError as exc:
-            return await render_list(
-                request,
-                state,
-                error=f"Rule {rule_id} cannot be copied:",
-                errors=[str(e) for e in exc.errors],
-                status=422,
-            )
-        await session.commit()
-    await state.rules_watcher.reload()
+    except RuleSetError as exc:
+        return await _refused(request, runtime, f"Rule {rule_id} cannot be copied:", exc)
+    await runtime.rules_watcher.reload()
     return Redirect(f"/rules?done=duplicated&rule={copy_id}", status_code=303)
 
 
 @post("/rules/import", include_in_schema=False, status_code=200)
-async def import_yaml(request: Request[Any, Any, Any], state: State, data: Form) -> Template:
+async def import_yaml(request: Request[Any, Any, Any], runtime: Runtime, data: Form) -> Template:
     """Pasted YAML opens in the builder, not saved yet. A rule file with several rules: pick one (``choose``)."""
     pasted = text(data, "yaml")
     if not pasted.strip():
-        return await render_list(request, state, error="Paste a rule's YAML first.", status=422)
+        return await render_list(request, runtime, error="Paste a rule's YAML first.", status=422)
     try:
         found = uirules.rules_in_text(pasted)
     except RuleSetError as exc:
-        return await render_list(
-            request,
-            state,
-            error="The YAML does not parse:",
-            errors=[str(e) for e in exc.errors],
-            import_text=pasted,
-            status=422,
-        )
+        return await _refused(request, runtime, "The YAML does not parse:", exc, import_text=pasted)
     chosen = text(data, "choose")
     if len(found) > 1 and not chosen:
         return page(request, "rules/import_choose.html", found=[rid for rid, _ in found], yaml_text=pasted)
@@ -203,16 +191,16 @@ async def import_yaml(request: Request[Any, Any, Any], state: State, data: Form)
     if errors or not isinstance(spec, dict):
         return await render_list(
             request,
-            state,
+            runtime,
             error="The YAML is not a rule:",
             errors=[str(e) for e in errors],
             import_text=pasted,
             status=422,
         )
-    b = state_from_spec(spec, sorted(state.rules.current.sources))
-    if spec.get("id") in state.rules.current.rules:
+    b = state_from_spec(spec, sorted(runtime.rules.current.sources))
+    if spec.get("id") in runtime.rules.current.rules:
         b.add_error("rule_id", f"rule {spec['id']!r} already exists: choose a new id for the imported rule")
-    return await render_builder(request, state, b)
+    return await render_builder(request, runtime, b)
 
 
 HANDLERS = [rules_page, rule_yaml, enable, disable, delete, duplicate, import_yaml]

@@ -10,16 +10,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Template
 
-from router import secretstore
-from router.access import principal_of
-from router.secretstore import SecretStoreError
+from router.access import secretstore
+from router.access.guard import principal_of
+from router.errors import SecretStoreError
+from router.records.db import unit_of_work
+from router.runtime import Runtime
 from router.ui.flash import redirect, take
-from router.ui.render import page
+from router.ui.render import settings_page
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 ADMIN = {"role": "admin"}
@@ -27,7 +28,7 @@ ADMIN = {"role": "admin"}
 
 async def _render(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     *,
     notice: str = "",
     error: str = "",
@@ -35,15 +36,15 @@ async def _render(
     name: str = "",
     status: int = 200,
 ) -> Template:
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         rows = await secretstore.list_secrets(session)
     env = secretstore.env_names()
     key_problem = ""
     try:
-        secretstore.keyring(state.settings.secret_key)
+        secretstore.keyring(runtime.settings.secret_key)
     except SecretStoreError as exc:
         key_problem = str(exc)
-    response = page(
+    return settings_page(
         request,
         "settings/secrets.html",
         status=status,
@@ -51,59 +52,53 @@ async def _render(
         env_names=env,
         key_problem=key_problem,
         notice=notice,
-        shown_once="",
-        shown_once_label="",
         error=error,
         error_for=error_for,
         name=name,
     )
-    response.headers["cache-control"] = "no-store"
-    return response
 
 
 @get("/settings/secrets", include_in_schema=False, opt=ADMIN)
 async def secrets_page(
-    request: Request[Any, Any, Any], state: State, flash: Annotated[str, QueryParameter()] = ""
+    request: Request[Any, Any, Any], runtime: Runtime, flash: Annotated[str, QueryParameter()] = ""
 ) -> Template:
-    notice = str((await take(state, flash)).get("notice", ""))
-    return await _render(request, state, notice=notice)
+    notice = str((await take(runtime, flash)).get("notice", ""))
+    return await _render(request, runtime, notice=notice)
 
 
-async def _done(request: Request[Any, Any, Any], state: State, notice: str) -> Response[Any]:
+async def _done(request: Request[Any, Any, Any], runtime: Runtime, notice: str) -> Response[Any]:
     """After a change: 303 to the page with the notice (Post/Redirect/Get), or the page itself without Redis."""
-    return await redirect(state, "/settings/secrets", notice=notice) or await _render(request, state, notice=notice)
+    return await redirect(runtime, "/settings/secrets", notice=notice) or await _render(request, runtime, notice=notice)
 
 
 @post("/settings/secrets", include_in_schema=False, opt=ADMIN, status_code=200)
-async def save_secret(request: Request[Any, Any, Any], state: State, data: Form) -> Response[Any]:
+async def save_secret(request: Request[Any, Any, Any], runtime: Runtime, data: Form) -> Response[Any]:
     principal = principal_of(request)
     name = str(data.get("name", "")).strip()
     value = str(data.get("value", ""))
-    async with state.sessions() as session:
-        try:
-            created = await secretstore.save(session, state.settings.secret_key, name, value, principal.actor)
-        except SecretStoreError as exc:
-            where = "replace:" + name if data.get("replace") else "create"
-            return await _render(request, state, error=str(exc), error_for=where, name=name, status=400)
-        await session.commit()
+    try:
+        async with unit_of_work(runtime.sessions) as session:
+            created = await secretstore.save(session, runtime.settings.secret_key, name, value, principal.actor)
+    except SecretStoreError as exc:
+        where = "replace:" + name if data.get("replace") else "create"
+        return await _render(request, runtime, error=str(exc), error_for=where, name=name, status=exc.status)
     verb = "saved" if created else "replaced"
     return await _done(
-        request, state, f"Secret {name} {verb}. Rules read it as secrets.{name}; its value is not shown again."
+        request, runtime, f"Secret {name} {verb}. Rules read it as secrets.{name}; its value is not shown again."
     )
 
 
 @post("/settings/secrets/{name:str}/delete", include_in_schema=False, opt=ADMIN, status_code=200)
 async def delete_secret(
-    request: Request[Any, Any, Any], state: State, name: Annotated[str, PathParameter()]
+    request: Request[Any, Any, Any], runtime: Runtime, name: Annotated[str, PathParameter()]
 ) -> Response[Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
+    try:
+        async with unit_of_work(runtime.sessions) as session:
             await secretstore.remove(session, name, principal.actor)
-        except SecretStoreError as exc:
-            return await _render(request, state, error=str(exc), status=404)
-        await session.commit()
-    return await _done(request, state, f"Secret {name} deleted; rules no longer get secrets.{name}.")
+    except SecretStoreError as exc:
+        return await _render(request, runtime, error=str(exc), status=exc.status)
+    return await _done(request, runtime, f"Secret {name} deleted; rules no longer get secrets.{name}.")
 
 
 HANDLERS = [secrets_page, save_secret, delete_secret]

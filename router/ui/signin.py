@@ -12,21 +12,23 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import Cookie, State
+from litestar.datastructures import Cookie
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Template
 
-from router import audit
-from router.access import SESSION_COOKIE, resolve
-from router.auth import authenticate_password, end_session, start_session
+from router.access import audit
+from router.access.auth import authenticate_password, end_session, start_session
+from router.access.guard import SESSION_COOKIE, resolve
+from router.records.db import unit_of_work
+from router.runtime import Runtime
 from router.ui.render import page
 
 LOGIN_CSRF_COOKIE = "router_login_csrf"
 
 
-def _secure(request: Request[Any, Any, Any], state: State) -> bool:
-    setting = state.settings.cookie_secure
+def _secure(request: Request[Any, Any, Any], runtime: Runtime) -> bool:
+    setting = runtime.settings.cookie_secure
     if setting == "auto":
         return request.url.scheme == "https"
     return bool(setting == "true")
@@ -46,7 +48,7 @@ def safe_next(target: str) -> str:
 
 def _login_page(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     *,
     error: str = "",
     status: int = 200,
@@ -69,7 +71,7 @@ def _login_page(
             value=token,
             httponly=True,
             samesite="strict",
-            secure=_secure(request, state),
+            secure=_secure(request, runtime),
             path="/login",
         )
     )
@@ -78,35 +80,35 @@ def _login_page(
 
 @get("/login", opt={"public": True}, include_in_schema=False)
 async def login_form(
-    request: Request[Any, Any, Any], state: State, next: Annotated[str, QueryParameter()] = "/"
+    request: Request[Any, Any, Any], runtime: Runtime, next: Annotated[str, QueryParameter()] = "/"
 ) -> Response[Any]:
     if await resolve(request) is not None:
         return Redirect(safe_next(next))
-    return _login_page(request, state, nxt=next)
+    return _login_page(request, runtime, nxt=next)
 
 
 @post("/login", opt={"public": True}, include_in_schema=False, status_code=303)
 async def login(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Response[Any]:
     sent = data.get("_csrf", "")
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     nxt = safe_next(data.get("next", "/"))
     if not sent or not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        return _login_page(request, state, error="The form expired; sign in again.", status=403, nxt=nxt)
+        return _login_page(request, runtime, error="The form expired; sign in again.", status=403, nxt=nxt)
     username = data.get("username", "").strip()
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         user = await authenticate_password(session, username, data.get("password", ""))
         if user is None:
             # the actor is never the name typed in: anyone could type "cli:root" or "alice (session)"
             audit.record(session, "anonymous", "sign_in_failed", username[:100], {"client": _client(request)})
             await session.commit()
             return _login_page(
-                request, state, error="Wrong user name or password.", status=401, nxt=nxt, username=username
+                request, runtime, error="Wrong user name or password.", status=401, nxt=nxt, username=username
             )
-        cookie, _csrf = await start_session(session, user, state.settings.session_hours)
+        cookie, _csrf = await start_session(session, user, runtime.settings.session_hours)
         audit.record(session, f"{user.username} (session)", "sign_in", user.username, {"client": _client(request)})
         await session.commit()
     response: Response[Any] = Redirect(nxt, status_code=303)
@@ -116,9 +118,9 @@ async def login(
             value=cookie,
             httponly=True,
             samesite="lax",
-            secure=_secure(request, state),
+            secure=_secure(request, runtime),
             path="/",
-            max_age=int(state.settings.session_hours * 3600),
+            max_age=int(runtime.settings.session_hours * 3600),
         )
     )
     response.cookies.append(Cookie(key=LOGIN_CSRF_COOKIE, value="", max_age=0, path="/login"))
@@ -126,14 +128,13 @@ async def login(
 
 
 @post("/logout", include_in_schema=False, status_code=303, opt={"role": "viewer"})
-async def logout(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+async def logout(request: Request[Any, Any, Any], runtime: Runtime) -> Response[Any]:
     cookie = request.cookies.get(SESSION_COOKIE, "")
-    async with state.sessions() as session:
+    async with unit_of_work(runtime.sessions) as session:
         principal = await resolve(request)
         await end_session(session, cookie)
         if principal is not None:
             audit.record(session, principal.actor, "sign_out", principal.username)
-        await session.commit()
     response: Response[Any] = Redirect("/login", status_code=303)
     response.cookies.append(Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/"))
     return response

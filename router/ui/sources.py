@@ -8,15 +8,15 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from litestar import Request, get
-from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Template
 
-from router import stats
-from router.models import utcnow
 from router.polling import history
 from router.polling.compile import CompiledPoll
+from router.records import stats
+from router.records.models import utcnow
+from router.runtime import Runtime
 from router.ui.render import page
 
 HEALTH_BADGE = {"ok": "ok", "failing": "bad", "overdue": "warn", "new": "unmatched"}
@@ -37,34 +37,34 @@ def how_it_comes(source: Any, base: str) -> dict[str, Any]:
     return out
 
 
-async def poll_health(state: State, rules: Any, now: Any) -> dict[str, str]:
+async def poll_health(runtime: Runtime, rules: Any, now: Any) -> dict[str, str]:
     """The health of each pulled source (for the overview's badges)."""
     pulled = history.pulled(rules)
     if not pulled:
         return {}
-    found = await history.states(state.engine, pulled)
+    found = await history.states(runtime.engine, pulled)
     return {sid: history.health_of(found.get(sid), s.pull, now).status for sid, s in pulled.items() if s.pull}
 
 
 @get("/sources/{source_id:str}", include_in_schema=False)
 async def source_page(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     source_id: Annotated[str, PathParameter(description="The source id.")],
 ) -> Template:
-    rules = state.rules.current
+    rules = runtime.rules.current
     source = rules.sources.get(source_id)
     if source is None:
         raise NotFoundException(f"no source {source_id!r} is defined in the rules in force")
     now = utcnow()
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         activity = (await stats.source_activity(session, [source.id], now - timedelta(days=1)))[source.id]
     poll_state: dict[str, Any] | None = None
     polls: list[dict[str, Any]] = []
     if source.pull is not None:
-        found = await history.states(state.engine, [source.id])
+        found = await history.states(runtime.engine, [source.id])
         poll_state = history.state_dict(found.get(source.id), source.pull, now)
-        polls = [history.poll_dict(r) for r in await history.polls(state.engine, source.id, limit=100)]
+        polls = [history.poll_dict(r) for r in await history.polls(runtime.engine, source.id, limit=100)]
     return page(
         request,
         "sources/detail.html",

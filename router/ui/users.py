@@ -10,24 +10,22 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Template
 
-from router import accounts
-from router.access import principal_of
-from router.auth import ROLES, AuthError, Principal
+from router.access import accounts
+from router.access.auth import ROLES, Principal
+from router.access.guard import principal_of
+from router.errors import AuthError
+from router.records.db import unit_of_work
+from router.runtime import Runtime
 from router.ui.flash import redirect, take
-from router.ui.render import page
+from router.ui.render import settings_page
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 ANYONE = {"role": "viewer"}
 ADMIN = {"role": "admin"}
-
-
-def _status(exc: AuthError) -> int:
-    return accounts.status_of(exc)
 
 
 def _field(data: dict[str, Any], name: str) -> str:
@@ -37,7 +35,7 @@ def _field(data: dict[str, Any], name: str) -> str:
 
 async def _render(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     *,
     notice: str = "",
     shown_once: str = "",
@@ -47,12 +45,12 @@ async def _render(
     status: int = 200,
 ) -> Template:
     principal = principal_of(request)
-    async with state.sessions() as session:
+    async with runtime.sessions() as session:
         users = await accounts.list_users(session) if principal.can("admin") else []
         tokens = await accounts.list_tokens(session, None if principal.can("admin") else principal.user_id)
     mine = [(t, n) for t, n in tokens if t.user_id == principal.user_id]
     others = [(t, n) for t, n in tokens if t.user_id != principal.user_id]
-    response = page(
+    return settings_page(
         request,
         "settings/users.html",
         status=status,
@@ -66,50 +64,47 @@ async def _render(
         error=error,
         error_for=error_for,
     )
-    response.headers["cache-control"] = "no-store"
-    return response
 
 
 @get("/settings/users", include_in_schema=False, opt=ANYONE)
 async def users_page(
-    request: Request[Any, Any, Any], state: State, flash: Annotated[str, QueryParameter()] = ""
+    request: Request[Any, Any, Any], runtime: Runtime, flash: Annotated[str, QueryParameter()] = ""
 ) -> Template:
-    shown = await take(state, flash)
+    shown = await take(runtime, flash)
     notice, once, label = (str(shown.get(k, "")) for k in ("notice", "shown_once", "shown_once_label"))
-    return await _render(request, state, notice=notice, shown_once=once, shown_once_label=label)
+    return await _render(request, runtime, notice=notice, shown_once=once, shown_once_label=label)
 
 
 async def _done(
-    request: Request[Any, Any, Any], state: State, *, notice: str, shown_once: str = "", shown_once_label: str = ""
+    request: Request[Any, Any, Any], runtime: Runtime, *, notice: str, shown_once: str = "", shown_once_label: str = ""
 ) -> Response[Any]:
     """After a change: 303 to the page with the outcome (Post/Redirect/Get), or the page itself without Redis."""
     outcome = {"notice": notice, "shown_once": shown_once, "shown_once_label": shown_once_label}
-    return await redirect(state, "/settings/users", **outcome) or await _render(
-        request, state, notice=notice, shown_once=shown_once, shown_once_label=shown_once_label
+    return await redirect(runtime, "/settings/users", **outcome) or await _render(
+        request, runtime, notice=notice, shown_once=shown_once, shown_once_label=shown_once_label
     )
 
 
 @post("/settings/users", include_in_schema=False, opt=ADMIN, status_code=200)
-async def create_user(request: Request[Any, Any, Any], state: State, data: Form) -> Response[Any]:
+async def create_user(request: Request[Any, Any, Any], runtime: Runtime, data: Form) -> Response[Any]:
     principal = principal_of(request)
     username, role, password = _field(data, "username"), _field(data, "role"), _field(data, "password")
     generated = not password
     password = password or accounts.generate_password()
-    async with state.sessions() as session:
-        try:
+    try:
+        async with unit_of_work(runtime.sessions) as session:
             await accounts.add_user(session, principal.actor, username, password, role)
-        except AuthError as exc:
-            return await _render(request, state, error=str(exc), error_for="create", status=_status(exc))
-        await session.commit()
+    except AuthError as exc:
+        return await _render(request, runtime, error=str(exc), error_for="create", status=exc.status)
     if generated:
         return await _done(
             request,
-            state,
+            runtime,
             notice=f"User {username} ({role}) created. Give them this password; it is not shown again:",
             shown_once=password,
             shown_once_label=f"Password of {username}",
         )
-    return await _done(request, state, notice=f"User {username} ({role}) created.")
+    return await _done(request, runtime, notice=f"User {username} ({role}) created.")
 
 
 def _user_change(action: str, data: dict[str, Any]) -> tuple[accounts.UserChange, str]:
@@ -128,7 +123,7 @@ def _user_change(action: str, data: dict[str, Any]) -> tuple[accounts.UserChange
 @post("/settings/users/{username:str}", include_in_schema=False, opt=ADMIN, status_code=200)
 async def change_user(
     request: Request[Any, Any, Any],
-    state: State,
+    runtime: Runtime,
     username: Annotated[str, PathParameter()],
     data: Form,
 ) -> Response[Any]:
@@ -136,15 +131,14 @@ async def change_user(
     action = _field(data, "action")
     try:
         change, generated = _user_change(action, data)
-        async with state.sessions() as session:
+        async with unit_of_work(runtime.sessions) as session:
             await accounts.change_user(session, principal.actor, username, change)
-            await session.commit()
     except AuthError as exc:
-        return await _render(request, state, error=str(exc), error_for=f"user:{username}", status=_status(exc))
+        return await _render(request, runtime, error=str(exc), error_for=f"user:{username}", status=exc.status)
     if generated:
         return await _done(
             request,
-            state,
+            runtime,
             notice=f"New password for {username}; their sessions ended. It is not shown again:",
             shown_once=generated,
             shown_once_label=f"Password of {username}",
@@ -155,22 +149,21 @@ async def change_user(
         "enable": f"{username} is enabled again.",
         "password": f"Password of {username} changed; their sessions ended.",
     }[action]
-    return await _done(request, state, notice=done)
+    return await _done(request, runtime, notice=done)
 
 
 @post("/settings/tokens", include_in_schema=False, opt=ANYONE, status_code=200)
-async def create_token(request: Request[Any, Any, Any], state: State, data: Form) -> Response[Any]:
+async def create_token(request: Request[Any, Any, Any], runtime: Runtime, data: Form) -> Response[Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
+    try:
+        async with unit_of_work(runtime.sessions) as session:
             owner = await accounts.get_user(session, principal.username)
             row, token = await accounts.add_token(session, principal.actor, owner, _field(data, "name"))
-        except AuthError as exc:
-            return await _render(request, state, error=str(exc), error_for="token", status=_status(exc))
-        await session.commit()
+    except AuthError as exc:
+        return await _render(request, runtime, error=str(exc), error_for="token", status=exc.status)
     return await _done(
         request,
-        state,
+        runtime,
         notice=f"Token {row.name!r} created. Copy it now: it is not shown again.",
         shown_once=token,
         shown_once_label="New API token",
@@ -179,16 +172,15 @@ async def create_token(request: Request[Any, Any, Any], state: State, data: Form
 
 @post("/settings/tokens/{token_id:str}/revoke", include_in_schema=False, opt=ANYONE, status_code=200)
 async def revoke_token(
-    request: Request[Any, Any, Any], state: State, token_id: Annotated[str, PathParameter()]
+    request: Request[Any, Any, Any], runtime: Runtime, token_id: Annotated[str, PathParameter()]
 ) -> Response[Any]:
     principal = principal_of(request)
-    async with state.sessions() as session:
-        try:
+    try:
+        async with unit_of_work(runtime.sessions) as session:
             row, owner = await accounts.remove_token(session, principal, token_id)
-        except AuthError as exc:
-            return await _render(request, state, error=str(exc), error_for=f"token:{token_id}", status=_status(exc))
-        await session.commit()
-    return await _done(request, state, notice=f"Token {row.name!r} of {owner} revoked.")
+    except AuthError as exc:
+        return await _render(request, runtime, error=str(exc), error_for=f"token:{token_id}", status=exc.status)
+    return await _done(request, runtime, notice=f"Token {row.name!r} of {owner} revoked.")
 
 
 HANDLERS = [users_page, create_user, change_user, create_token, revoke_token]

@@ -1,0 +1,1 @@
+"""What a worker does beside delivering: heartbeat, metrics port, alert rounds, retention."""

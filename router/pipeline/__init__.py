@@ -1,0 +1,1 @@
+"""The event's way through: ingest, store, match, render, enqueue, deliver, record (see ARCHITECTURE.md)."""
