@@ -74,12 +74,13 @@ async def load_rules(
 
     With ``sessions`` the set includes the UI rules and stored secrets of the database (router.rules.stored).
     """
-    from router.rules.stored import load_all
+    from router.rules.stored import load_all, read_stamp
 
     holder = holder or RulesHolder()
     try:
+        ui_stamp = await read_stamp(sessions)
         holder.current, holder.errors = await load_all(settings, sessions)
-        holder.loaded = True
+        holder.loaded, holder.ui_stamp = True, ui_stamp
         for warning in holder.current.warnings:
             log.warning("rules_warning", message=warning)
     except RuleSetError as exc:

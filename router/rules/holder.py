@@ -14,3 +14,4 @@ class RulesHolder:
     current: RuleSet = field(default_factory=RuleSet)
     errors: list[str] = field(default_factory=list)
     loaded: bool = False
+    ui_stamp: str | None = None  # the UI rules' stamp read just before ``current`` was loaded (None: unknown)

@@ -277,6 +277,18 @@ def _merged_and_indexed(files: RuleSet, rows: Sequence[UiRule], stored: Mapping[
     return merged.build_indexes(), errors
 
 
+async def read_stamp(sessions: async_sessionmaker[AsyncSession] | None) -> str | None:
+    """The stamp now, or None (no database, or it cannot be read): read it *before* a load, so that a
+    change made while the load runs moves the stamp and the poller reloads."""
+    if sessions is None:
+        return None
+    try:
+        async with sessions() as session:
+            return await stamp(session)
+    except Exception:  # the load reports the database's problem; None makes the poller reload once it answers
+        return None
+
+
 async def stamp(session: AsyncSession) -> str:
     """Changes whenever a UI rule or a stored secret is added, changed or removed (polled to reload)."""
     count, latest, versions = (
