@@ -35,7 +35,6 @@ from router.access import audit, secretstore
 from router.errors import RuleError, RuleSetError
 from router.pipeline.retry import RetrySpec
 from router.records.models import UiRule, utcnow
-from router.rules import collector
 from router.rules.compile import _Loader
 from router.rules.compiled import CompiledRule, RuleSet, by_source
 from router.rules.ruleset import _model_at, load_ruleset
@@ -257,7 +256,7 @@ async def load_all(settings: Settings, sessions: async_sessionmaker[AsyncSession
 
     A database that cannot be read leaves the file rules in force, with an error saying so.
     """
-    files = await asyncio.to_thread(_load_and_index, settings.rules_dir)
+    files = await asyncio.to_thread(lambda: load_ruleset(settings.rules_dir).build_indexes())
     logs.remember_secrets([*files.secrets.values(), *(s.verify.secret for s in files.sources.values() if s.verify)])
     if sessions is None:
         return files, []
@@ -273,15 +272,9 @@ async def load_all(settings: Settings, sessions: async_sessionmaker[AsyncSession
     return merged, errors + secret_errors
 
 
-def _load_and_index(rules_dir: Path) -> RuleSet:
-    with collector.paused():
-        return load_ruleset(rules_dir).build_indexes()
-
-
 def _merged_and_indexed(files: RuleSet, rows: Sequence[UiRule], stored: Mapping[str, str]) -> tuple[RuleSet, list[str]]:
-    with collector.paused():
-        merged, errors = merge(files, rows, stored)
-        return merged.build_indexes(), errors
+    merged, errors = merge(files, rows, stored)
+    return merged.build_indexes(), errors
 
 
 async def read_stamp(sessions: async_sessionmaker[AsyncSession] | None) -> str | None:
