@@ -7,7 +7,7 @@ database, a loopback sink recording every request with its Idempotency-Key; faul
     python bench/chaos.py dbdown  --events 2000 --outage 20
     python bench/chaos.py sink    --events 100
 
-tests/test_chaos.py runs the same scenarios with CI-sized counts (`pytest -m chaos -s`).
+tests/pipeline/test_chaos.py runs the same scenarios with CI-sized counts (`pytest -m chaos -s`).
 
 Everything listens on 127.0.0.1; every wait has a deadline; every child is stopped by PID in `finally`.
 The sink (this module's `sink`, run under uvicorn in its own process) appends one JSON line per request:

@@ -4,7 +4,7 @@ sink out (bench/chaos.py's sink, which logs each request it answered with its Id
 
 Proves: every accepted event delivered (none lost) and one idempotency key per event (no event delivered
 under two keys: a re-delivery after a kill carries the same key, so the receiver can drop it). Prints the
-figure line; tests/test_scaleout.py runs it at 2,000 events.
+figure line; tests/pipeline/test_scaleout.py runs it at 2,000 events.
 
     python bench/scaleout.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/router_bench \\
         --redis-url redis://127.0.0.1:6379/11 --events 2000

@@ -1,6 +1,6 @@
 """Test-only crash points: die like `kill -9` at a named place, to prove the ledger and the reconciler.
 
-NOT A FEATURE. Never set these variables in production; they exist for tests/test_chaos*.py and
+NOT A FEATURE. Never set these variables in production; they exist for tests/pipeline/test_chaos.py and
 bench/chaos.py, which start real `router serve` / `router worker` processes with them.
 
     ROUTER_FAULT_CRASH_AT=after_commit     # the point's name (see POINTS)

@@ -20,7 +20,7 @@ from tests.conftest import REPO
 LOCK = REPO / "constraints.txt"
 EXTRAS = ("test", "pg", "lite")
 REFRESH = "python -m pip install pip-tools && pip-compile"
-QUICK = ["tests/test_signatures.py", "tests/test_security_ingest.py"]
+QUICK = ["tests/pipeline/test_signatures.py", "tests/security/test_ingest.py"]
 
 
 def pins() -> dict[str, str]:

@@ -19,7 +19,7 @@ from litestar.openapi.plugins import OpenAPIRenderPlugin
 NONCE_KEY = "csp_style_nonce"
 # Two <style> elements the pinned bundle creates as it loads, before Redoc.init can hand it the nonce: an
 # empty one and one fixed stylesheet. Allowed by their hashes (CSP3); an upgrade that changes them shows up
-# as a CSP violation in tests/test_browser_newcomer.py.
+# as a CSP violation in tests/browser/test_newcomer.py.
 STYLE_HASHES = (
     "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",
     "'sha256-QMIg+bpjm3JdElJ388KYke01izlUW0UoNOeKjpMxdgc='",

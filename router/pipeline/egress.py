@@ -18,7 +18,7 @@ address inside an allowed CIDR passes; a listed host name passes to whatever it 
 httpx-secure and ssrfguard were considered; this module is kept instead because the allow-list
 rules above (CIDR for literals, names for resolved hosts), its messages and an injectable resolver
 for tests are specific to the router. It hooks aiohttp's ``TCPConnector._resolve_host``, the one
-place every new connection gets its addresses from (IP literals included); tests/test_security_egress.py
+place every new connection gets its addresses from (IP literals included); tests/security/test_egress.py
 proves on real sockets that nothing blocked is ever dialled, so an aiohttp change there fails loudly.
 """
 

@@ -5,7 +5,7 @@ most filters are a few field paths, comparisons, ``&&``/``||``/``!``, literals a
 for those a tree of closures built once does the same work several times faster. Each closure does
 exactly what jmespath's ``TreeInterpreter`` does for its node — the same helpers (``_equals``,
 ``_is_comparable``, the comparator table, the function table), the same falsiness — and
-tests/test_jmescompile.py checks them against the interpreter on generated expressions and data.
+tests/rules/test_jmescompile.py checks them against the interpreter on generated expressions and data.
 
 Anything else (projections, filters, slices, pipes, multi-selects, expression references) is not
 compiled: ``compile_tree`` returns None and the expression is interpreted as before, under its budget.
