@@ -1,9 +1,4 @@
-"""users, sessions, API tokens, audit log, UI secrets and UI rules
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-25 20:00:00
-"""
+"""users, sessions, API tokens, audit log, UI secrets and UI rules (2026-11-25)"""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,9 +1,4 @@
-"""alert states: what each alert last saw, per subject
-
-Revision ID: 0012a
-Revises: 0013a
-Create Date: 2026-12-07 08:00:00
-"""
+"""alert states: what each alert last saw, per subject (2026-12-07)"""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0012a"
 down_revision = "0013a"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

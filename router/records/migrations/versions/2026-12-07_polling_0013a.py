@@ -1,9 +1,4 @@
-"""polling: poll_state, poll_runs and events.via
-
-Revision ID: 0013a
-Revises: 0004
-Create Date: 2026-12-07 08:00:00
-"""
+"""polling: poll_state, poll_runs and events.via (2026-12-07)"""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0013a"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

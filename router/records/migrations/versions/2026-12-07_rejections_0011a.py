@@ -1,9 +1,4 @@
-"""rejected ingest requests
-
-Revision ID: 0011a
-Revises: 0012a
-Create Date: 2026-12-07 07:00:00
-"""
+"""rejected ingest requests (2026-12-07)"""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0011a"
 down_revision = "0012a"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

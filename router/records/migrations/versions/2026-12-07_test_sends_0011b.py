@@ -1,9 +1,4 @@
-"""mark the events made by Send test
-
-Revision ID: 0011b
-Revises: 0011a
-Create Date: 2026-12-07 07:30:00
-"""
+"""mark the events made by Send test (2026-12-07)"""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0011b"
 down_revision = "0011a"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
