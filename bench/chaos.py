@@ -512,6 +512,29 @@ def keep_workers(stack: Stack, n: int, **extra: str) -> int:
     return restarted
 
 
+def ride_out(stack: Stack, load: Background, seconds: float) -> tuple[dict[str, Sent], int, float]:
+    """Keep two workers running while the load is sent (up to `seconds`), then drain.
+
+    Returns what was sent, how many workers had to be restarted, and how long the drain took.
+    """
+    restarted = 0
+    deadline = time.monotonic() + seconds
+    while load.is_alive() and time.monotonic() < deadline:
+        restarted += keep_workers(stack, 2)
+        time.sleep(0.1)
+    load.join(5)
+    if load.error:
+        raise load.error
+    sent: dict[str, Sent] = load.result or {}
+
+    def tick() -> None:
+        nonlocal restarted
+        restarted += keep_workers(stack, 2)
+
+    waited = drain(stack, sent, 1, 90, tick=tick)
+    return sent, restarted, waited
+
+
 # -- scenarios --------------------------------------------------------------------------------------
 
 
@@ -692,21 +715,7 @@ def scenario_redis(workdir: Path, database_url: str, *, mode: str, events: int) 
                 rs.kill9_and_wipe()
             time.sleep(2.0)
             rs.start()
-            restarted = 0
-            deadline = time.monotonic() + 120
-            while load.is_alive() and time.monotonic() < deadline:
-                restarted += keep_workers(stack, 2)
-                time.sleep(0.1)
-            load.join(5)
-            if load.error:
-                raise load.error
-            sent: dict[str, Sent] = load.result or {}
-
-            def tick() -> None:
-                nonlocal restarted
-                restarted += keep_workers(stack, 2)
-
-            waited = drain(stack, sent, 1, 90, tick=tick)
+            sent, restarted, waited = ride_out(stack, load, 120)
             f = figures(stack, sent)
             answers = Counter(code for s in sent.values() for code, _ in s.answers)
             head = f"chaos redis {mode}: 2 s down mid-load, answers {dict(sorted(answers.items()))}, "
@@ -788,21 +797,7 @@ def scenario_dbdown(workdir: Path, redis_url: str, *, events: int, outage: float
         while time.monotonic() - stopped < outage:
             time.sleep(0.2)
         pg.start()
-        restarted = 0
-        deadline = time.monotonic() + 150
-        while load.is_alive() and time.monotonic() < deadline:
-            restarted += keep_workers(stack, 2)
-            time.sleep(0.1)
-        load.join(5)
-        if load.error:
-            raise load.error
-        sent: dict[str, Sent] = load.result or {}
-
-        def tick() -> None:
-            nonlocal restarted
-            restarted += keep_workers(stack, 2)
-
-        waited = drain(stack, sent, 1, 90, tick=tick)
+        sent, restarted, waited = ride_out(stack, load, 150)
         f = figures(stack, sent)
         state = ledger(pg.url)
         answers = Counter(code for s in sent.values() for code, _ in s.answers)

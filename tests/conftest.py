@@ -12,7 +12,6 @@ import asyncio
 import concurrent.futures
 import functools
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -29,6 +28,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
+from bench._common import free_port as free_port  # re-exported: one port picker for tests and benches
 from router.app import create_app
 from router.settings import Settings, load_settings
 from tests.helpers import eventually as eventually  # re-exported: the tests import these from here
@@ -37,26 +37,6 @@ from tests.helpers import sign_in as sign_in
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
-
-
-def free_port() -> int:
-    """A free loopback port below the kernel's ephemeral range (32768 and up by default).
-
-    A port the kernel hands out for ``bind(0)`` is from the range it also gives outgoing connections,
-    so with many connections open (a worker's keep-alive pool) another socket can take it between our
-    probe and the server's bind; ports below the range are only ever taken on purpose.
-    """
-    for _ in range(200):
-        port = random.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:  # the low range is crowded: fall back to the kernel's choice
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _redis_binary() -> str | None:

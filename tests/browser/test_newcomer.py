@@ -11,7 +11,6 @@ import pytest
 from tests.browser.support import (
     SCREENSHOTS,
     Stack,
-    chromium,
     new_page,
     require_browser,
     router_stack,
@@ -19,7 +18,7 @@ from tests.browser.support import (
     sign_in,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_csp_violations")]
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +26,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
     require_browser()
     with router_stack(tmp_path_factory.mktemp("newcomer"), redis_url) as running_stack:
         yield running_stack
-
-
-@pytest.fixture(scope="module")
-def browser(stack: Stack) -> Iterator[Any]:
-    with chromium() as running_browser:
-        yield running_browser
-
-
-@pytest.fixture(autouse=True)
-def no_csp_violations(stack: Stack) -> Iterator[None]:
-    stack.csp_violations.clear()
-    yield
-    assert stack.csp_violations == [], "the page broke its Content-Security-Policy or threw:\n" + "\n".join(
-        stack.csp_violations
-    )
 
 
 def offline(page: Any, stack: Stack) -> list[str]:

@@ -18,7 +18,6 @@ import pytest
 from tests.browser.support import (
     DOC_SCREENSHOTS,
     Stack,
-    chromium,
     new_page,
     require_browser,
     router_stack,
@@ -27,7 +26,7 @@ from tests.browser.support import (
 )
 from tests.conftest import REPO, free_port
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_csp_violations")]
 
 FLAKY_PORT = free_port()  # nothing listens here until the test "heals" the destination
 ORDERS = f"""
@@ -79,21 +78,6 @@ def wait_status(stack: Stack, event_id: str, statuses: tuple[str, ...], timeout:
                 return event
             assert time.monotonic() < deadline, f"event {event_id} stayed {event['status']}"
             time.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def browser(stack: Stack) -> Iterator[Any]:
-    with chromium() as running_browser:
-        yield running_browser
-
-
-@pytest.fixture(autouse=True)
-def no_csp_violations(stack: Stack) -> Iterator[None]:
-    stack.csp_violations.clear()
-    yield
-    assert stack.csp_violations == [], "the page broke its Content-Security-Policy or threw:\n" + "\n".join(
-        stack.csp_violations
-    )
 
 
 def test_sign_in_and_out(stack: Stack, browser: Any) -> None:

@@ -77,6 +77,13 @@ def copy_examples(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _router(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Runs `python -m router ARGS` and returns what it printed."""
+    return subprocess.run(
+        [sys.executable, "-m", "router", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_serve_and_worker_processes_deliver_a_signed_push(tmp_path: Path, redis_clean: str) -> None:
     cwd = copy_examples(tmp_path)
     port = free_port()
@@ -94,11 +101,8 @@ def test_serve_and_worker_processes_deliver_a_signed_push(tmp_path: Path, redis_
     ):
         health = httpx.get(f"{url}/health")
         assert health.status_code == 200, health.text
-        sent = subprocess.run(
+        sent = _router(
             [
-                sys.executable,
-                "-m",
-                "router",
                 "send",
                 "github",
                 "samples/github-push.json",
@@ -109,11 +113,8 @@ def test_serve_and_worker_processes_deliver_a_signed_push(tmp_path: Path, redis_
                 "-H",
                 "X-GitHub-Delivery: proc-1",
             ],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
+            cwd,
+            env,
         )
         assert sent.returncode == 0, sent.stdout + sent.stderr
         assert sent.stdout.startswith("202 ")
@@ -140,24 +141,8 @@ def test_dev_runs_on_embedded_defaults_and_the_tour_works(tmp_path: Path) -> Non
         assert embedded, f"no embedded Redis is serving {socket}"
         assert httpx.get(f"{url}/health").json()["status"] == "ok"
         body = (cwd / "samples" / "github-push.json").read_bytes()
-        sent = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "router",
-                "send",
-                "github",
-                "samples/github-push.json",
-                "--url",
-                url,
-                "-H",
-                "X-GitHub-Event: push",
-            ],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
+        sent = _router(
+            ["send", "github", "samples/github-push.json", "--url", url, "-H", "X-GitHub-Event: push"], cwd, env
         )
         assert sent.returncode == 0, sent.stdout + sent.stderr
         token = admin_token_for(f"sqlite+aiosqlite:///{cwd / 'data' / 'router.db'}")
@@ -207,12 +192,6 @@ def test_serve_and_worker_processes_pick_up_an_edited_rule_without_restart(tmp_p
             time.sleep(0.05)
     assert first[0]["body"] == {"text": "version one"}
     assert items[0]["body"] == {"text": "version two"}, "the worker still routes with the old rules"
-
-
-def _router(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "router", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
-    )
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="embedded Redis is a Linux binary here")
