@@ -206,7 +206,7 @@ class Consumer:
                     .values(status=RunStatus.PENDING, next_attempt_at=utcnow())
                 )
             for run_id in run_ids:
-                await queue.enqueue_run(self.state.enqueue, run_id, job_id=queue.JobId.handback(run_id, stamp))
+                await queue.enqueue_run(self.state.enqueue, run_id, job_id=queue.JobId.run(run_id, "handback", stamp))
             log.info("runs_handed_back", runs=len(run_ids))
         except Exception as exc:  # the reconciler finds them once they are stale
             log.warning("hand_back_failed", runs=len(run_ids), error=str(exc))

@@ -137,7 +137,7 @@ class Deliverer:
             else:
                 run_status = outcome.status = RunStatus.RETRYING
                 outcome.next_attempt_at = utcnow() + timedelta(seconds=hold.seconds)
-                job_id = JobId.held(plan.id, int(time.time() + hold.seconds))
+                job_id = JobId.run(plan.id, "held", int(time.time() + hold.seconds))
             outcome.error = None if not outcome.tried else outcome.error
         elif outcome.error is not None:
             run_status = outcome.status = self._after_failure(row, outcome, rule, step)
@@ -269,7 +269,7 @@ class Deliverer:
     async def _hand_off(self, plan: RunPlan, row: StepRow) -> str:
         """Past half the job's time: leave the rest of the run to a new job, so no job outlives its timeout
         (a killed worker's work must come back within seconds, which needs short job timeouts)."""
-        job_id = JobId.handoff(plan.id, row.id)
+        job_id = JobId.run(plan.id, "from", row.id)
         await self.commit(close_run(plan, RunStatus.PENDING, None, utcnow(), job_id))
         await queue.enqueue_run(self.enqueue, plan.id, job_id=job_id)
         log.info("run_handed_off", run_id=plan.id, next_step=row.step_id)

@@ -287,7 +287,7 @@ async def resume(engine: AsyncEngine, enqueue: Enqueue, key: str, *, actor: str 
         return {"destination": key, "resumed": False, "runs": 0}
     stamp = int(time.time())
     for run_id in runs:
-        await queue.enqueue_run(enqueue, run_id, job_id=JobId.resume(run_id, stamp))
+        await queue.enqueue_run(enqueue, run_id, job_id=JobId.run(run_id, "resume", stamp))
     log.info("destination_resumed", destination=key, runs=len(runs))
     return {"destination": key, "resumed": True, "runs": len(runs)}
 

@@ -180,9 +180,9 @@ async def sweep(ctx: dict[str, Any]) -> int:
         for event_id in events:
             await queue.enqueue_event(state.enqueue, event_id)
     for run_id, job_id in due:
-        await queue.enqueue_run(state.enqueue, run_id, job_id=job_id or JobId.due(run_id))
+        await queue.enqueue_run(state.enqueue, run_id, job_id=job_id or JobId.run(run_id, "due"))
     for run_id, _job in stuck:
-        await queue.enqueue_run(state.enqueue, run_id, job_id=JobId.stuck(run_id, int(now.timestamp()) // 60))
+        await queue.enqueue_run(state.enqueue, run_id, job_id=JobId.run(run_id, "stuck", int(now.timestamp()) // 60))
     if events or due or stuck or unsettled:
         log.info(
             "sweep_enqueued", events=len(events), due_retries=len(due), stuck_runs=len(stuck), settled=len(unsettled)

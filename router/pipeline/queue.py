@@ -17,7 +17,7 @@ queueing mechanism can change without touching them.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 WAKE_CHANNEL = "router:events:stored"
 
@@ -31,6 +31,10 @@ class Enqueue(Protocol):
     """Queue the job ``function(*args)`` under ``job_id`` (once), now or after ``defer`` seconds."""
 
     async def __call__(self, function: str, *args: Any, job_id: str, defer: float | None = None) -> None: ...
+
+
+RunJob = Literal["retry", "held", "from", "resume", "handback", "now", "due", "stuck"]
+"""Why a run's job was queued: the word after ``run:{run_id}:`` in its id (``JobId.run``)."""
 
 
 class JobId:
@@ -47,44 +51,19 @@ class JobId:
         return f"run:{run_id}:{attempt}"
 
     @staticmethod
-    def retry(run_id: str, attempt: int) -> str:
-        """A failed or dead run retried by hand (its ``attempt``-th retry)."""
-        return f"run:{run_id}:retry:{attempt}"
+    def run(run_id: str, why: RunJob, *marks: int | str) -> str:
+        """Any other job of a run: ``run:{run_id}:{why}:{marks…}``. By ``why``, with its marks:
 
-    @staticmethod
-    def held(run_id: str, until: int) -> str:
-        """Its destination failing: try again at the Unix time ``until``."""
-        return f"run:{run_id}:held:{until}"
-
-    @staticmethod
-    def handoff(run_id: str, step_row_id: str) -> str:
-        """The rest of a run, from the step row ``step_row_id``, left to a new job (past half a job's time)."""
-        return f"run:{run_id}:from:{step_row_id}"
-
-    @staticmethod
-    def resume(run_id: str, stamp: int) -> str:
-        """A held run whose destination was resumed at ``stamp``."""
-        return f"run:{run_id}:resume:{stamp}"
-
-    @staticmethod
-    def handback(run_id: str, stamp: int) -> str:
-        """A run a stopping consumer handed back at ``stamp``."""
-        return f"run:{run_id}:handback:{stamp}"
-
-    @staticmethod
-    def now(run_id: str, attempt: int, stamp: int) -> str:
-        """**Retry now** of a waiting run: its ``attempt``-th attempt, asked for at ``stamp``."""
-        return f"run:{run_id}:now:{attempt}:{stamp}"
-
-    @staticmethod
-    def due(run_id: str) -> str:
-        """The reconciler: a retry due whose job was lost (and no job id recorded)."""
-        return f"run:{run_id}:due"
-
-    @staticmethod
-    def stuck(run_id: str, minute: int) -> str:
-        """The reconciler: a run left pending or running (one job per minute at most)."""
-        return f"run:{run_id}:stuck:{minute}"
+        - ``retry``, the retry's number: a failed or dead run retried by hand;
+        - ``held``, the Unix time to try again at: its destination is failing;
+        - ``from``, a step row id: the rest of a run, from that step, left to a new job (past half a job's time);
+        - ``resume``, the time it was resumed: a held run whose destination was resumed;
+        - ``handback``, the time it was handed back: a run a stopping consumer handed back;
+        - ``now``, the attempt's number and the time it was asked for: **Retry now** of a waiting run;
+        - ``due``, none: the reconciler, for a retry due whose job was lost (and no job id recorded);
+        - ``stuck``, the minute: the reconciler, for a run left pending or running (one job a minute at most).
+        """
+        return ":".join(("run", run_id, why, *map(str, marks)))
 
     @staticmethod
     def poll(source: str, leases: int, due_at: int) -> str:

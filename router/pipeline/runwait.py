@@ -61,7 +61,7 @@ async def retry_now(engine: AsyncEngine, enqueue: Enqueue, run_id: str, *, actor
                 409, f"run {run_id} is {row.status}; Retry now is for a run waiting for its next try (retrying, held)"
             )
         made = await conn.scalar(select(func.max(RunStep.attempts_count)).where(RunStep.run_id == run_id)) or 0
-        job_id = JobId.now(run_id, made + 1, int(utcnow().timestamp()))
+        job_id = JobId.run(run_id, "now", made + 1, int(utcnow().timestamp()))
         moved = await conn.execute(
             update(Run).where(Run.id == run_id, Run.status.in_(WAITING)).values(next_attempt_at=utcnow(), job_id=job_id)
         )

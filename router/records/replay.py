@@ -190,7 +190,7 @@ async def retry_run(
                 .where(RunStep.run_id == run_id, RunStep.status.in_(RUN_FAILED))
                 .values(status=StepStatus.PENDING, next_attempt_at=None)
             )
-            job_id = JobId.retry(run_id, (attempt or 0) + 1)
+            job_id = JobId.run(run_id, "retry", (attempt or 0) + 1)
             await conn.execute(
                 update(Run)
                 .where(Run.id == run_id)
