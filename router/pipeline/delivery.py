@@ -195,69 +195,34 @@ class Deliverer:
             if hold is not None:
                 return Outcome(StepStatus.HELD, started, t0, rendered=rendered.with_, hold=hold)
         try:
-            return await self._call(plan, row, step, rendered, ruleset, started, t0, dest)
+            actx = ActionContext(
+                http=self.http,
+                settings=self.settings,
+                idempotency_key=row.idempotency_key,
+                event_id=plan.event["id"],
+                chain_depth=plan.chain_depth,
+                step_ref=row.id,
+                emit=lambda *a: self.emit(ruleset, plan.chain_depth, row.id, *a),
+            )
+            outcome = Outcome(StepStatus.SUCCEEDED, started, t0, rendered=rendered.with_, tried=True)
+            try:
+                result = await ACTIONS[step.action].execute(self._within_job(rendered.config), actx)
+            except ActionError as exc:
+                outcome.status, outcome.error = StepStatus.FAILED, exc.message
+                outcome.output, outcome.request = exc.response, exc.request
+                outcome.retryable, outcome.retry_after = exc.retryable, exc.retry_after
+            except Exception as exc:  # a bug must not leave the run stuck in `running`
+                log.exception("step_crashed", step=row.step_id, event_id=plan.event["id"])
+                outcome.status, outcome.error = StepStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}"
+                return outcome
+            else:
+                outcome.output, outcome.request = result.output(), result.request
+            if dest is not None:
+                status = outcome.output.get("status") if isinstance(outcome.output, dict) else None
+                outcome.hold = await self.destinations.record(dest, failed=outcome.retryable, status=status)
+            return outcome
         finally:
             await self.destinations.limiter.release(lease)
-
-    async def _call(
-        self,
-        plan: RunPlan,
-        row: StepRow,
-        step: CompiledStep,
-        rendered: Rendered,
-        ruleset: RuleSet,
-        started: datetime,
-        t0: float,
-        dest: str | None,
-    ) -> Outcome:
-        actx = ActionContext(
-            http=self.http,
-            settings=self.settings,
-            idempotency_key=row.idempotency_key,
-            event_id=plan.event["id"],
-            chain_depth=plan.chain_depth,
-            step_ref=row.id,
-            emit=lambda *a: self.emit(ruleset, plan.chain_depth, row.id, *a),
-        )
-        try:
-            result = await ACTIONS[step.action].execute(self._within_job(rendered.config), actx)
-        except ActionError as exc:
-            outcome = Outcome(
-                StepStatus.FAILED,
-                started,
-                t0,
-                rendered=rendered.with_,
-                error=exc.message,
-                output=exc.response,
-                request=exc.request,
-                retryable=exc.retryable,
-                retry_after=exc.retry_after,
-                tried=True,
-            )
-        except Exception as exc:  # a bug must not leave the run stuck in `running`
-            log.exception("step_crashed", step=row.step_id, event_id=plan.event["id"])
-            return Outcome(
-                StepStatus.FAILED,
-                started,
-                t0,
-                rendered=rendered.with_,
-                tried=True,
-                error=f"internal error: {type(exc).__name__}: {exc}",
-            )
-        else:
-            outcome = Outcome(
-                StepStatus.SUCCEEDED,
-                started,
-                t0,
-                rendered=rendered.with_,
-                output=result.output(),
-                request=result.request,
-                tried=True,
-            )
-        if dest is not None:
-            status = outcome.output.get("status") if isinstance(outcome.output, dict) else None
-            outcome.hold = await self.destinations.record(dest, failed=outcome.retryable, status=status)
-        return outcome
 
     def _within_job(self, config: Any) -> Any:
         """Cap a step's own timeout at 80 % of the job's, so arq never kills a job mid-call."""
