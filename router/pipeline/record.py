@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, insert, update
+from sqlalchemy import Update, bindparam, exists, insert, update
 
 from router.pipeline.destinations import Hold
 from router.pipeline.ledger import Op
@@ -29,34 +29,27 @@ from router.records.status import (
     RunStatus,
 )
 
+
+def _set_by_id(model: Any, *columns: str) -> Update:
+    """``UPDATE`` one row of ``model`` by its id (parameter ``b_id``), each column from the parameter ``b_{column}``."""
+    return update(model).where(model.id == bindparam("b_id")).values({c: bindparam(f"b_{c}") for c in columns})
+
+
 # Hot statements, built once: building and cache-keying a statement per call cost more than running it.
 _INSERT_ATTEMPT = insert(Attempt)
-_SAVE_STEP = (
-    update(RunStep)
-    .where(RunStep.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        error=bindparam("b_error"),
-        next_attempt_at=bindparam("b_next"),
-        note=bindparam("b_note"),
-        rendered=bindparam("b_rendered"),
-        output=bindparam("b_output"),
-        started_at=bindparam("b_started"),
-        finished_at=bindparam("b_finished"),
-        attempts_count=bindparam("b_attempts"),
-    )
+_SAVE_STEP = _set_by_id(
+    RunStep,
+    "status",
+    "error",
+    "next_attempt_at",
+    "note",
+    "rendered",
+    "output",
+    "started_at",
+    "finished_at",
+    "attempts_count",
 )
-_CLOSE_RUN = (
-    update(Run)
-    .where(Run.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        error=bindparam("b_error"),
-        finished_at=bindparam("b_finished"),
-        next_attempt_at=bindparam("b_next"),
-        job_id=bindparam("b_job"),
-    )
-)
+_CLOSE_RUN = _set_by_id(Run, "status", "error", "finished_at", "next_attempt_at", "job_id")
 _CLOSE_EVENT = (
     update(Event)
     .where(Event.id == bindparam("b_id"), Event.status == EventStatus.ROUTED)
@@ -139,10 +132,10 @@ def save_step(row: StepRow, o: Outcome) -> list[Op]:
                 "b_error": o.error,
                 "b_rendered": o.rendered,
                 "b_output": o.output,
-                "b_started": o.started,
-                "b_finished": utcnow(),
-                "b_attempts": row.attempts_count,
-                "b_next": o.next_attempt_at,
+                "b_started_at": o.started,
+                "b_finished_at": utcnow(),
+                "b_attempts_count": row.attempts_count,
+                "b_next_attempt_at": o.next_attempt_at,
                 "b_note": o.note,
             },
         )
@@ -166,9 +159,9 @@ def close_run(
                 "b_id": plan.id,
                 "b_status": status,
                 "b_error": error,
-                "b_finished": utcnow() if done else None,
-                "b_next": next_attempt_at,
-                "b_job": job_id,
+                "b_finished_at": utcnow() if done else None,
+                "b_next_attempt_at": next_attempt_at,
+                "b_job_id": job_id,
             },
         )
     ]
