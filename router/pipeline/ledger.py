@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
-from router.records.transactor import Transactor
+from router.records.transactor import Transactor, next_batch
 
 log = structlog.get_logger("router.ledger")
 
@@ -106,9 +106,7 @@ class LedgerWriter:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self.queue.get()]
-            while len(batch) < MAX_UNITS and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+            batch = await next_batch(self.queue, MAX_UNITS)
             try:
                 await self._commit(batch)
             finally:

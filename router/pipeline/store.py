@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.faults import crash_point
 from router.records.models import Event
-from router.records.transactor import Transactor
+from router.records.transactor import Transactor, next_batch
 
 log = structlog.get_logger("router.capture")
 
@@ -101,9 +101,7 @@ class EventWriter:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self.queue.get()]
-            while len(batch) < MAX_BATCH and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+            batch = await next_batch(self.queue, MAX_BATCH)
             try:
                 results = await self.transactor.run(store_rows, [row for row, _ in batch])
             except Exception as exc:

@@ -30,6 +30,14 @@ T = TypeVar("T")
 _BEGIN_IMMEDIATE = text("BEGIN IMMEDIATE")
 
 
+async def next_batch(queue: asyncio.Queue[T], most: int) -> list[T]:
+    """A group-committing writer's next batch: wait for one item, then take those already queued, ``most`` in all."""
+    batch = [await queue.get()]
+    while len(batch) < most and not queue.empty():
+        batch.append(queue.get_nowait())
+    return batch
+
+
 class Transactor:
     def __init__(self, engine: AsyncEngine, *, name: str, durable: bool = False) -> None:
         self.engine = engine
