@@ -20,6 +20,7 @@ from router.access.auth import Principal, check_role, create_token, create_user,
 from router.access.auth import check_password as _check_password
 from router.errors import ConflictError, NotFoundError
 from router.records.models import ApiToken, User, UserSession
+from router.records.serialize import fields
 
 
 def generate_password() -> str:
@@ -28,25 +29,15 @@ def generate_password() -> str:
 
 
 def user_dict(user: User) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "username": user.username,
-        "role": user.role,
-        "disabled": user.disabled,
-        "created_at": user.created_at.isoformat(),
-    }
+    return fields(user, "id username role disabled created_at")
 
 
 def token_dict(token: ApiToken, username: str) -> dict[str, Any]:
     """A token's metadata; the token itself is never stored, so it cannot be listed."""
     return {
-        "id": token.id,
-        "name": token.name,
+        **fields(token, "id name"),
         "username": username,
-        "prefix": token.prefix,
-        "created_at": token.created_at.isoformat(),
-        "last_used_at": token.last_used_at.isoformat() if token.last_used_at else None,
-        "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
+        **fields(token, "prefix created_at last_used_at revoked_at"),
     }
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from router.records.models import AuditEntry, new_id, utcnow
+from router.records.serialize import fields
 
 
 def record(session: AsyncSession, actor: str, action: str, target: str = "", detail: Any = None) -> AuditEntry:
@@ -21,14 +22,7 @@ def record(session: AsyncSession, actor: str, action: str, target: str = "", det
 
 
 def entry_dict(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "at": entry.at.isoformat(),
-        "actor": entry.actor,
-        "action": entry.action,
-        "target": entry.target,
-        "detail": entry.detail,
-    }
+    return fields(entry, "id at actor action target detail")
 
 
 async def list_entries(

@@ -18,6 +18,7 @@ import click
 
 from router.polling.compile import CompiledPoll
 from router.polling.runner import PollDeps, PollReport, default_holder, poll_once
+from router.records.serialize import fields
 
 if TYPE_CHECKING:
     from router.rules.compiled import CompiledSource, RuleSet
@@ -63,17 +64,11 @@ def report_text(r: PollReport, dry_run: bool) -> str:
 
 def report_json(r: PollReport) -> dict[str, Any]:
     return {
-        "source": r.source,
-        "kind": r.kind,
-        "outcome": r.outcome,
-        "pages": r.pages,
-        "items": r.items,
+        **fields(r, "source kind outcome pages items"),
         "new_events": r.new,
         "already_stored": r.duplicates,
         "would_emit": [{"id": f.key, "item": f.item} for f in r.would_emit],
-        "error": r.error,
-        "notes": r.notes,
-        "cursor": r.cursor,
+        **fields(r, "error notes cursor"),
         "next_poll_at": _when(r.next_poll_at) if r.next_poll_at else None,
         "duration_ms": r.duration_ms,
     }

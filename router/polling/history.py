@@ -16,14 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from router.polling.compile import Pull
 from router.records.models import PollRun, PollState
+from router.records.serialize import fields, iso
 from router.rules.compiled import CompiledSource, RuleSet
 
 FAILING_AFTER = 3
 MIN_OVERDUE = 60.0  # seconds past due before a source counts as overdue (at least twice its interval)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 @dataclass(frozen=True)
@@ -65,35 +62,18 @@ def state_dict(state: Any, pull: Pull, now: datetime) -> dict[str, Any]:
         )
     leased = state.lease_until is not None and state.lease_until >= now
     return out | {
-        "cursor": state.cursor,
-        "next_poll_at": _iso(state.next_poll_at),
-        "last_poll_at": _iso(state.last_poll_at),
-        "last_success_at": _iso(state.last_success_at),
-        "last_tick_at": _iso(state.last_tick_at),
-        "failures": state.failures,
-        "last_error": state.last_error,
+        **fields(state, "cursor next_poll_at last_poll_at last_success_at last_tick_at failures last_error"),
         "polling_now": state.lease_holder if leased else None,
         "unfinished_pass": (state.resume or {}).get("page") if state.resume else None,
-        "first_seen_at": _iso(state.created_at),
+        "first_seen_at": iso(state.created_at),
     }
 
 
 def poll_dict(run: Any) -> dict[str, Any]:
     return {
-        "id": run.id,
-        "started_at": _iso(run.started_at),
-        "kind": run.kind,
-        "trigger": run.trigger,
+        **fields(run, "id started_at kind trigger"),
         "worker": run.holder,
-        "outcome": run.outcome,
-        "pages": run.pages,
-        "items": run.items,
-        "new_events": run.new_events,
-        "duration_ms": run.duration_ms,
-        "status": run.status,
-        "error": run.error,
-        "note": run.note,
-        "cursor": run.cursor,
+        **fields(run, "outcome pages items new_events duration_ms status error note cursor"),
     }
 
 

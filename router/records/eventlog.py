@@ -24,6 +24,7 @@ from router.pipeline.match import redact
 from router.pipeline.outbound import REDACT_HEADERS
 from router.pipeline.runwait import next_try
 from router.records.models import Attempt, Event, Run, RunStep
+from router.records.serialize import fields
 from router.records.status import EventStatus, RunStatus
 from router.rules.compiled import CompiledSource
 
@@ -75,10 +76,6 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 # -- what is shown -------------------------------------------------------------------------------------
 
 
@@ -97,62 +94,27 @@ def shown_headers(
 def event_summary(e: Any) -> dict[str, Any]:
     """An event in a list (an ``Event`` or a row of its summary columns)."""
     return {
-        "id": e.id,
-        "source": e.source,
-        "received_at": _iso(e.received_at),
-        "status": e.status,
-        "matched": e.matched,
-        "method": e.method,
-        "chain_depth": e.chain_depth,
-        "dedupe_key": e.dedupe_key,
+        **fields(e, "id source received_at status matched method chain_depth dedupe_key"),
         "via": e.via or "webhook",
     }
 
 
 def attempt_dict(a: Attempt) -> dict[str, Any]:
-    return {
-        "number": a.number,
-        "started_at": _iso(a.started_at),
-        "duration_ms": a.duration_ms,
-        "outcome": a.outcome,
-        "error": a.error,
-        "retryable": a.retryable,
-        "request": a.request,
-        "response_status": a.response_status,
-        "response_body": a.response_body,
-    }
+    return fields(a, "number started_at duration_ms outcome error retryable request response_status response_body")
 
 
 def step_dict(s: RunStep) -> dict[str, Any]:
     return {
         "id": s.step_id,
-        "action": s.action,
-        "status": s.status,
-        "idempotency_key": s.idempotency_key,
-        "rendered": s.rendered,
-        "output": s.output,
-        "error": s.error,
-        "note": s.note,
-        "next_attempt_at": _iso(s.next_attempt_at),
-        "started_at": _iso(s.started_at),
-        "finished_at": _iso(s.finished_at),
+        **fields(s, "action status idempotency_key rendered output error note next_attempt_at started_at finished_at"),
         "attempts": [attempt_dict(a) for a in s.attempts],
     }
 
 
 def run_dict(r: Run) -> dict[str, Any]:
     return {
-        "id": r.id,
-        "rule_id": r.rule_id,
-        "rule_location": r.rule_location,
-        "ruleset_version": r.ruleset_version,
-        "status": r.status,
-        "error": r.error,
-        "created_at": _iso(r.created_at),
-        "started_at": _iso(r.started_at),
-        "finished_at": _iso(r.finished_at),
-        "replay_of": r.replay_of,
-        "next_attempt_at": _iso(r.next_attempt_at),
+        **fields(r, "id rule_id rule_location ruleset_version status error"),
+        **fields(r, "created_at started_at finished_at replay_of next_attempt_at"),
         "next_try": next_try(r.next_attempt_at) if r.status == RunStatus.RETRYING else "",
         "steps": [step_dict(s) for s in r.steps],
     }
@@ -164,11 +126,7 @@ def event_detail(event: Event, source: CompiledSource | None, secrets: Mapping[s
         "path": event.path,
         "headers": shown_headers(event.headers or {}, source, secrets),
         "query": redact(event.query or {}, secrets),
-        "content_type": event.content_type,
-        "body": event.body,
-        "ruleset_version": event.ruleset_version,
-        "routed_at": _iso(event.routed_at),
-        "parent_step_id": event.parent_step_id,
+        **fields(event, "content_type body ruleset_version routed_at parent_step_id"),
         "runs": [run_dict(r) for r in event.runs],
     }
 

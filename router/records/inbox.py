@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.records.models import InboxRequest
+from router.records.serialize import fields
 
 
 @dataclass(frozen=True)
@@ -54,16 +55,7 @@ async def requests(
 
 
 def request_dict(r: InboxRequest) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "received_at": r.received_at.isoformat(),
-        "method": r.method,
-        "path": r.path,
-        "headers": r.headers,
-        "query": r.query,
-        "body": r.body,
-        "body_text": r.body_text,
-    }
+    return fields(r, "id received_at method path headers query body body_text")
 
 
 def is_page_view(headers: Any) -> bool:

@@ -25,6 +25,7 @@ from router.errors import RuleSetError, WhatIfError
 from router.pipeline.match import event_from_row
 from router.pipeline.record import SKIPPED_OUTPUT
 from router.records.models import Event, Run
+from router.records.serialize import fields
 from router.records.status import StepStatus
 from router.rules.compiled import CompiledRule
 from router.tryout.dryrun import dry_run
@@ -33,10 +34,6 @@ DEFAULT_LAST = 100
 MAX_LAST = 1000
 SAMPLE_SIZE = 20
 TIME_BUDGET_SECONDS = 30.0
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 async def load_events(sessions: async_sessionmaker[AsyncSession], source: str, last: int) -> list[dict[str, Any]]:
@@ -58,15 +55,8 @@ def run_summary(run: Run) -> dict[str, Any]:
     """What a stored run did: its status and each step's status and recorded (redacted) ``rendered``."""
     return {
         "run_id": run.id,
-        "status": run.status,
-        "error": run.error,
-        "rule_location": run.rule_location,
-        "ruleset_version": run.ruleset_version,
-        "created_at": _iso(run.created_at),
-        "steps": [
-            {"id": s.step_id, "action": s.action, "status": s.status, "rendered": s.rendered, "error": s.error}
-            for s in run.steps
-        ],
+        **fields(run, "status error rule_location ruleset_version created_at"),
+        "steps": [{"id": s.step_id, **fields(s, "action status rendered error")} for s in run.steps],
     }
 
 
