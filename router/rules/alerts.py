@@ -89,10 +89,8 @@ def compile_alerts(
     for locator, model in parsed:
         for i, alert in enumerate(model.alerts):
             path = ("alerts", i)
-            if alert.id in alerts:
-                loader.error(
-                    f"alert id {alert.id!r} is already defined at {alerts[alert.id].location}", locator, (*path, "id")
-                )
+            defined = alerts.get(alert.id)
+            if loader.redefined("alert", alert.id, defined.location if defined else None, locator, path):
                 continue
             compiled = _compile(loader, alert, locator, path, sources)
             alerts[alert.id] = compiled

@@ -73,6 +73,13 @@ class _Loader:
         line, col = locator.position(path)
         self.errors.append(RuleError(message, file=locator.file, line=line, col=col, path=format_path(path)))
 
+    def redefined(self, kind: str, item_id: str, defined_at: str | None, locator: Locator, path: Path_) -> bool:
+        """Whether ``item_id`` was already defined (at ``defined_at``); if so, say so at the item's ``id``."""
+        if defined_at is None:
+            return False
+        self.error(f"{kind} id {item_id!r} is already defined at {defined_at}", locator, (*path, "id"))
+        return True
+
     def validation_errors(
         self, exc: ValidationError, locator: Locator, prefix: Path_, models: Callable[[Path_], Any]
     ) -> None:

@@ -58,10 +58,7 @@ def load_ruleset(
     for locator, model in parsed:
         for i, src in enumerate(model.sources):
             path = ("sources", i)
-            if src.id in raw_sources:
-                loader.error(
-                    f"source id {src.id!r} is already defined at {raw_sources[src.id]}", locator, (*path, "id")
-                )
+            if loader.redefined("source", src.id, raw_sources.get(src.id), locator, path):
                 continue
             raw_sources[src.id] = locator.describe(path)
             sources[src.id] = loader.compile_source(src, locator, path)
@@ -69,10 +66,7 @@ def load_ruleset(
     for locator, model in parsed:
         for i, rule in enumerate(model.rules):
             path = () if locator.single_rule else ("rules", i)
-            if rule.id in rules:
-                loader.error(
-                    f"rule id {rule.id!r} is already defined at {rules[rule.id].location}", locator, (*path, "id")
-                )
+            if loader.redefined("rule", rule.id, _location(rules, rule.id), locator, path):
                 continue
             rules[rule.id] = loader.compile_rule(rule, locator, path, raw_sources)
     alerts, alert_rules = compile_alerts(loader, parsed, sources)
@@ -89,6 +83,12 @@ def load_ruleset(
         secrets=secrets_from_env(env),
         alerts=alerts,
     )
+
+
+def _location(rules: Mapping[str, CompiledRule], rule_id: str) -> str | None:
+    """Where the rule ``rule_id`` is defined, if it is."""
+    rule = rules.get(rule_id)
+    return rule.location if rule is not None else None
 
 
 def _display(path: Path) -> str:
@@ -190,10 +190,7 @@ def load_rule_file(
     rules: dict[str, CompiledRule] = {}
     for i, rule in enumerate(model.rules):
         rpath: Path_ = () if locator.single_rule else ("rules", i)
-        if rule.id in rules:
-            loader.error(
-                f"rule id {rule.id!r} is already defined at {rules[rule.id].location}", locator, (*rpath, "id")
-            )
+        if loader.redefined("rule", rule.id, _location(rules, rule.id), locator, rpath):
             continue
         rules[rule.id] = loader.compile_rule(rule, locator, rpath, names)
     if loader.errors:
