@@ -109,50 +109,40 @@ class RejectionLog:
     ) -> None:
         """Note one refusal; never blocks, never raises for the caller."""
         try:
-            self._note(source, status, title, reason, remote_addr, headers, body_size, body, known, secrets or {})
+            secrets = secrets or {}
+            row: dict[str, Any] = {
+                "id": new_id(),
+                "received_at": utcnow(),
+                "source": source[:64],
+                "status": status,
+                "title": title[:100],
+                "reason": redact(reason[:1000], secrets),
+                "remote_addr": (remote_addr or None) and remote_addr[:64],
+                "headers": _headers(headers, known, secrets),
+                "body_size": body_size,
+                "body_prefix": redact(body[:PREFIX_BYTES].decode("utf-8", errors="replace"), secrets),
+                "count": 1,
+            }
+            self._keep(row, title)
         except Exception as exc:  # a refusal must still be answered
             log.error("rejection_note_failed", error=f"{type(exc).__name__}: {exc}")
 
-    def _note(
-        self,
-        source: str,
-        status: int,
-        title: str,
-        reason: str,
-        remote_addr: str | None,
-        headers: Mapping[str, str],
-        body_size: int | None,
-        body: bytes,
-        known: CompiledSource | None,
-        secrets: Mapping[str, str],
-    ) -> None:
-        row = {
-            "id": new_id(),
-            "received_at": utcnow(),
-            "source": source[:64],
-            "status": status,
-            "title": title[:100],
-            "reason": redact(reason[:1000], secrets),
-            "remote_addr": (remote_addr or None) and remote_addr[:64],
-            "headers": _headers(headers, known, secrets),
-            "body_size": body_size,
-            "body_prefix": redact(body[:PREFIX_BYTES].decode("utf-8", errors="replace"), secrets),
-            "count": 1,
-        }
+    def _keep(self, row: dict[str, Any], title: str) -> None:
+        """Keep the row to write, or beyond the rate fold it into its (source, status) group."""
         if len(self.pending) < MAX_PENDING and self.bucket.take():
             self.pending.append(row)
             log.warning(
                 "ingest_rejected",
                 source=row["source"],
-                status=status,
+                status=row["status"],
                 reason=f"{title}: {row['reason']}" if row["reason"] else title,
                 remote_addr=row["remote_addr"],
-                body_size=body_size,
+                body_size=row["body_size"],
             )
         else:
-            key = (row["source"], status)
+            key = (row["source"], row["status"])
             if key not in self.folded and len(self.folded) >= MAX_FOLDED:
-                key = ("*", status)
+                key = ("*", row["status"])
                 row["source"] = "*"
             group = self.folded.get(key)
             if group is None:
