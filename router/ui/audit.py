@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, get
-from litestar.params import QueryParameter
+from litestar.params import FromQuery
 from litestar.response import Template
 
 from router.access import audit
@@ -19,9 +19,9 @@ PAGE = 50
 async def audit_page(
     request: Request[Any, Any, Any],
     runtime: Runtime,
-    actor: Annotated[str, QueryParameter()] = "",
-    action: Annotated[str, QueryParameter()] = "",
-    before: Annotated[str, QueryParameter()] = "",
+    actor: FromQuery[str] = "",
+    action: FromQuery[str] = "",
+    before: FromQuery[str] = "",
 ) -> Template:
     actor, action, before = actor.strip()[:200], action.strip()[:100], before.strip()[:26]
     async with runtime.sessions() as session:

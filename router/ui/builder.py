@@ -7,12 +7,11 @@ Fragments that only read (previews, YAML) need the viewer role; saving and sendi
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
-from litestar.params import Body, PathParameter, QueryParameter
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from router.access.guard import principal_of
@@ -41,9 +40,9 @@ from router.ui.builder_state import (
     yaml_of,
 )
 from router.ui.builder_steps import KINDS, apply_step_action
+from router.ui.forms import Form
 from router.ui.render import page
 
-Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 READ = {"role": "viewer"}
 
 
@@ -123,16 +122,12 @@ def new_state(runtime: Runtime, source: str = "") -> BuilderState:
 
 
 @get("/rules/new", include_in_schema=False)
-async def new_rule(
-    request: Request[Any, Any, Any], runtime: Runtime, source: Annotated[str, QueryParameter()] = ""
-) -> Template:
+async def new_rule(request: Request[Any, Any, Any], runtime: Runtime, source: FromQuery[str] = "") -> Template:
     return await render_builder(request, runtime, new_state(runtime, source))
 
 
 @get("/rules/{rule_id:str}/edit", include_in_schema=False)
-async def edit_rule(
-    request: Request[Any, Any, Any], runtime: Runtime, rule_id: Annotated[str, PathParameter()]
-) -> Template:
+async def edit_rule(request: Request[Any, Any, Any], runtime: Runtime, rule_id: FromPath[str]) -> Template:
     async with runtime.sessions() as session:
         row = await uirules.get_rule(session, rule_id)
     if row is None:

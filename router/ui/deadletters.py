@@ -13,23 +13,22 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, QueryParameter
+from litestar.params import FromQuery, QueryParameter
 from litestar.response import Template
 
 from router.access.guard import principal_of
+from router.errors import ClientError
 from router.pipeline.queue import enqueuer
 from router.records.deadletters import Filters, bulk_retry, dead_letters, preview
 from router.records.eventlog import as_utc
 from router.records.models import utcnow
-from router.records.replay import ReplayError
 from router.records.status import RUN_FAILED
 from router.rules.compiled import RuleSet
 from router.runtime import Runtime
 from router.ui import flash
+from router.ui.forms import Form, refusals
 from router.ui.render import page
 
-Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 LIMIT = 100
 SINCE = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 MAX_TICKED = 1000
@@ -99,9 +98,9 @@ def _context(runtime: Runtime, selection: Selection, since: str) -> dict[str, An
 async def dead_letters_page(
     request: Request[Any, Any, Any],
     runtime: Runtime,
-    rule: Annotated[str, QueryParameter()] = "",
-    source: Annotated[str, QueryParameter()] = "",
-    status: Annotated[str, QueryParameter()] = "",
+    rule: FromQuery[str] = "",
+    source: FromQuery[str] = "",
+    status: FromQuery[str] = "",
     since: Annotated[str, QueryParameter(description="1h, 24h, 7d or 30d.")] = "",
     tests: Annotated[str, QueryParameter(description="on: include Send-test runs.")] = "",
     flash_id: Annotated[str, QueryParameter(name="flash")] = "",
@@ -144,26 +143,32 @@ async def bulk_preview(request: Request[Any, Any, Any], runtime: Runtime, data: 
     return await _answer(request, runtime, selection, "events/_bulk_preview.html", bulk=bulk)
 
 
+async def _refused(
+    exc: ClientError, *, request: Request[Any, Any, Any], runtime: Runtime, data: dict[str, Any]
+) -> Template:
+    """A bulk retry that cannot be done (the selection changed since its preview): the notice says why."""
+    selection, _start, _resend = _form(data)
+    return await _answer(request, runtime, selection, notice=f"Not retried: {exc}.", notice_error=True)
+
+
 @post("/dead-letters/retry", include_in_schema=False, status_code=200)
+@refusals(_refused)
 async def bulk_confirm(request: Request[Any, Any, Any], runtime: Runtime, data: Form) -> Response[Any]:
     """Retry the previewed selection, if it is unchanged (the token matches)."""
     selection, start, resend = _form(data)
     token = str(data.get("confirm", ""))
     if selection.error:
         return await _answer(request, runtime, selection, notice=selection.error, notice_error=True)
-    try:
-        result = await bulk_retry(
-            runtime.engine,
-            enqueuer(runtime.redis),
-            runtime.rules.current,
-            selection.filters(),
-            token,
-            start=start,
-            resend=resend,
-            actor=principal_of(request).actor,
-        )
-    except ReplayError as exc:
-        return await _answer(request, runtime, selection, notice=f"Not retried: {exc}.", notice_error=True)
+    result = await bulk_retry(
+        runtime.engine,
+        enqueuer(runtime.redis),
+        runtime.rules.current,
+        selection.filters(),
+        token,
+        start=start,
+        resend=resend,
+        actor=principal_of(request).actor,
+    )
     notice = f"Retried {result['retried']} run(s)" + (
         f"; {len(result['errors'])} could not be retried: " + "; ".join(e["error"] for e in result["errors"][:5])
         if result["errors"]

@@ -15,29 +15,29 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post
-from litestar.enums import RequestEncodingType
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
-from litestar.params import Body, PathParameter, QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Template
 from sqlalchemy import select
 
 from router.access.guard import principal_of
-from router.errors import RunWaitError
+from router.errors import ClientError
 from router.pipeline import runwait
 from router.pipeline.queue import enqueuer
 from router.records import eventlog
 from router.records.eventlog import FINAL, RUN_STATES, STATUSES, EventFilter
 from router.records.models import Event, Run, utcnow
-from router.records.replay import ReplayError, replay_event, retry_run
+from router.records.replay import replay_event, retry_run
 from router.records.status import RUN_FAILED, RUN_TERMINAL, EventStatus, RunStatus
 from router.records.summary import Summary, summarize
 from router.rules.compiled import CompiledSource, RuleSet
 from router.runtime import Runtime
 from router.tryout.explain import explain_stored
 from router.ui import flash
+from router.ui.forms import Form, refusals
 from router.ui.render import page
 
-Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 PAGE = 50
 RAW_SHOWN = 64 * 1024
 SINCE = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
@@ -68,9 +68,19 @@ async def _rows(session: Any, events: list[Any], rules: RuleSet) -> list[dict[st
 
 
 class Filters:
-    """The list's filters as the user gave them, checked: ``error`` names the field and the fix."""
+    """The list's filters as the user gave them, checked: ``error`` names the field and the fix.
 
-    def __init__(self, source: str, status: str, q: str, since: str, destination: str = "") -> None:
+    The list and its live rows take them from the query as the dependency ``filters: Filtered``.
+    """
+
+    def __init__(
+        self,
+        source: Annotated[str, QueryParameter(description="Only this source.")] = "",
+        status: FromQuery[str] = "",
+        q: FromQuery[str] = "",
+        since: FromQuery[str] = "",
+        destination: Annotated[str, QueryParameter(description="Only events that failed at it.")] = "",
+    ) -> None:
         self.source, self.status, self.q, self.since = source.strip()[:64], status.strip(), q.strip()[:200], since
         self.destination = destination.strip()[:300]
         errors = []
@@ -101,35 +111,25 @@ class Filters:
         return urlencode({k: v for k, v in self.params().items() if k != name})
 
 
-SourceQ = Annotated[str, QueryParameter(description="Only this source.")]
-StatusQ = Annotated[str, QueryParameter()]
-TextQ = Annotated[str, QueryParameter()]
-DestinationQ = Annotated[str, QueryParameter(description="Only events that failed at it.")]
+FILTERED = {"filters": Provide(Filters, sync_to_thread=False)}
+Filtered = NamedDependency[Filters]
 
 
-@get("/events", include_in_schema=False)
+@get("/events", include_in_schema=False, dependencies=FILTERED)
 async def events_page(
-    request: Request[Any, Any, Any],
-    runtime: Runtime,
-    source: SourceQ = "",
-    status: StatusQ = "",
-    q: TextQ = "",
-    since: TextQ = "",
-    before: TextQ = "",
-    destination: DestinationQ = "",
+    request: Request[Any, Any, Any], runtime: Runtime, filters: Filtered, before: FromQuery[str] = ""
 ) -> Template:
-    f = Filters(source, status, q, since, destination)
     before = before.strip()[:26]
     rules: RuleSet = runtime.rules.current
     async with runtime.sessions() as session:
-        found = await eventlog.list_events(session, f.query(), limit=PAGE, before=before or None, content=True)
+        found = await eventlog.list_events(session, filters.query(), limit=PAGE, before=before or None, content=True)
         rows = await _rows(session, found.events, rules)
     return page(
         request,
         "events/list.html",
         rows=rows,
-        filters=f,
-        sources=sorted(set(rules.sources) | ({f.source} if f.source else set())),
+        filters=filters,
+        sources=sorted(set(rules.sources) | ({filters.source} if filters.source else set())),
         statuses=STATUSES,
         run_states=RUN_STATES,
         since_choices=list(SINCE),
@@ -142,25 +142,20 @@ async def events_page(
     )
 
 
-@get("/events/rows", include_in_schema=False)
+@get("/events/rows", include_in_schema=False, dependencies=FILTERED)
 async def event_rows(
     request: Request[Any, Any, Any],
     runtime: Runtime,
-    source: SourceQ = "",
-    status: StatusQ = "",
-    q: TextQ = "",
-    since: TextQ = "",
+    filters: Filtered,
     after: Annotated[str, QueryParameter(description="Only events newer than this id.")] = "",
     watch: Annotated[str, QueryParameter(description="Ids of shown rows still in progress.")] = "",
-    destination: DestinationQ = "",
 ) -> Template:
     """Live rows: events newer than ``after`` (for the top of the table) and the ``watch``ed rows again."""
-    f = Filters(source, status, q, since, destination)
     rules: RuleSet = runtime.rules.current
     watched = [i for i in watch.split(",") if i][:MAX_WATCH]
     async with runtime.sessions() as session:
         found = await eventlog.list_events(
-            session, f.query(), limit=PAGE, after=after.strip()[:26] or None, content=True
+            session, filters.query(), limit=PAGE, after=after.strip()[:26] or None, content=True
         )
         again = await eventlog.events_by_id(session, watched, content=True) if watched else []
         new = await _rows(session, found.events, rules)
@@ -172,7 +167,7 @@ async def event_rows(
         "events/_rows.html",
         rows=new,
         updated=updated,
-        filters=f,
+        filters=filters,
         newest=new[0]["id"] if new else after,
         watch=",".join(still),
     )
@@ -224,7 +219,7 @@ async def _detail(runtime: Runtime, event_id: str) -> dict[str, Any]:
 async def event_page(
     request: Request[Any, Any, Any],
     runtime: Runtime,
-    event_id: Annotated[str, PathParameter()],
+    event_id: FromPath[str],
     flash_id: Annotated[str, QueryParameter(name="flash")] = "",
 ) -> Template:
     shown = await flash.take(runtime, flash_id)
@@ -233,9 +228,7 @@ async def event_page(
 
 
 @get("/events/{event_id:str}/runs", include_in_schema=False)
-async def event_runs(
-    request: Request[Any, Any, Any], runtime: Runtime, event_id: Annotated[str, PathParameter()]
-) -> Template:
+async def event_runs(request: Request[Any, Any, Any], runtime: Runtime, event_id: FromPath[str]) -> Template:
     """The runs section again (polled while a run is not final)."""
     return page(request, "events/_runs.html", oob=False, fragment=True, **await _detail(runtime, event_id))
 
@@ -244,7 +237,7 @@ async def event_runs(
 async def event_explain(
     request: Request[Any, Any, Any],
     runtime: Runtime,
-    event_id: Annotated[str, PathParameter()],
+    event_id: FromPath[str],
     rule: Annotated[str, QueryParameter(description="A loaded rule's id.")],
 ) -> Template:
     """Why one rule matched the event or not, operand by operand (loaded when its section is opened)."""
@@ -274,26 +267,46 @@ async def _after_action(
     return page(request, "events/detail.html", notice=notice, notice_error=error, **context)
 
 
+async def _event_of(runtime: Runtime, run_id: str) -> str | None:
+    """The id of the run's event (None: there is no such run)."""
+    async with runtime.sessions() as session:
+        event_id: str | None = await session.scalar(select(Run.event_id).where(Run.id == run_id))
+    return event_id
+
+
+async def _refused(
+    exc: ClientError,
+    *,
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    event_id: str = "",
+    run_id: str = "",
+    **_: Any,
+) -> Response[Any]:
+    """A replay or retry that cannot be done: its title and why, as the notice beside the event's runs."""
+    event_id = event_id or await _event_of(runtime, run_id) or ""
+    if not event_id:
+        raise NotFoundException(str(exc))
+    return await _after_action(request, runtime, event_id, f"{exc.title}: {exc}", True)
+
+
 def _checked(data: Mapping[str, Any], name: str) -> bool:
     return str(data.get(name, "")).lower() in ("on", "true", "1", "yes")
 
 
 @post("/events/{event_id:str}/replay", include_in_schema=False, status_code=200)
+@refusals(_refused)
 async def replay_button(
-    request: Request[Any, Any, Any], runtime: Runtime, event_id: Annotated[str, PathParameter()], data: Form
+    request: Request[Any, Any, Any], runtime: Runtime, event_id: FromPath[str], data: Form
 ) -> Response[Any]:
-    resend = _checked(data, "resend")
-    try:
-        result = await replay_event(
-            runtime.engine,
-            enqueuer(runtime.redis),
-            runtime.rules.current,
-            event_id,
-            resend=resend,
-            actor=principal_of(request).actor,
-        )
-    except ReplayError as exc:
-        return await _after_action(request, runtime, event_id, f"{exc.title}: {exc}", True)
+    result = await replay_event(
+        runtime.engine,
+        enqueuer(runtime.redis),
+        runtime.rules.current,
+        event_id,
+        resend=_checked(data, "resend"),
+        actor=principal_of(request).actor,
+    )
     runs = result["runs"]
     if not runs:
         notice = "Replayed: no rule in force matches this event now, so nothing was sent."
@@ -313,26 +326,23 @@ async def replay_button(
 
 
 @post("/runs/{run_id:str}/retry", include_in_schema=False, status_code=200)
+@refusals(_refused)
 async def retry_button(
-    request: Request[Any, Any, Any], runtime: Runtime, run_id: Annotated[str, PathParameter()], data: Form
+    request: Request[Any, Any, Any], runtime: Runtime, run_id: FromPath[str], data: Form
 ) -> Response[Any]:
     start = data.get("from") == "start"
-    async with runtime.sessions() as session:
-        event_id = await session.scalar(select(Run.event_id).where(Run.id == run_id))
+    event_id = await _event_of(runtime, run_id)
     if event_id is None:
         raise NotFoundException(f"no run {run_id!r}")
-    try:
-        result = await retry_run(
-            runtime.engine,
-            enqueuer(runtime.redis),
-            runtime.rules.current,
-            run_id,
-            start=start,
-            resend=_checked(data, "resend"),
-            actor=principal_of(request).actor,
-        )
-    except ReplayError as exc:
-        return await _after_action(request, runtime, event_id, f"{exc.title}: {exc}", True)
+    result = await retry_run(
+        runtime.engine,
+        enqueuer(runtime.redis),
+        runtime.rules.current,
+        run_id,
+        start=start,
+        resend=_checked(data, "resend"),
+        actor=principal_of(request).actor,
+    )
     if start:
         notice = f"Run {run_id} started over as run {result['run_id']}."
     else:
@@ -341,20 +351,10 @@ async def retry_button(
 
 
 @post("/runs/{run_id:str}/retry-now", include_in_schema=False, status_code=200)
-async def retry_now_button(
-    request: Request[Any, Any, Any], runtime: Runtime, run_id: Annotated[str, PathParameter()]
-) -> Any:
+@refusals(_refused)
+async def retry_now_button(request: Request[Any, Any, Any], runtime: Runtime, run_id: FromPath[str]) -> Any:
     """Try a retrying or held run now (router.pipeline.runwait.retry_now): the same run, its attempts counting on."""
-    try:
-        result = await runwait.retry_now(
-            runtime.engine, enqueuer(runtime.redis), run_id, actor=principal_of(request).actor
-        )
-    except RunWaitError as exc:
-        async with runtime.sessions() as session:
-            event_id = await session.scalar(select(Run.event_id).where(Run.id == run_id))
-        if event_id is None:
-            raise NotFoundException(str(exc)) from None
-        return await _after_action(request, runtime, event_id, f"{exc.title}: {exc}", True)
+    result = await runwait.retry_now(runtime.engine, enqueuer(runtime.redis), run_id, actor=principal_of(request).actor)
     notice = f"Run {run_id} is being tried now (attempt {result['attempt']}); the page updates as it goes."
     if result["was"] == RunStatus.HELD:
         notice += " Its destination may still be paused: then it is held again until someone resumes it."

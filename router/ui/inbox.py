@@ -6,10 +6,10 @@ that URL is sent here instead of being recorded (``router.records.inbox.is_page_
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, get
-from litestar.params import PathParameter, QueryParameter
+from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
 from router.records import inbox
@@ -28,9 +28,7 @@ async def inboxes_page(request: Request[Any, Any, Any], runtime: Runtime) -> Tem
 
 
 @get("/inboxes/{name:str}", include_in_schema=False)
-async def inbox_page(
-    request: Request[Any, Any, Any], runtime: Runtime, name: Annotated[str, PathParameter()]
-) -> Template:
+async def inbox_page(request: Request[Any, Any, Any], runtime: Runtime, name: FromPath[str]) -> Template:
     async with runtime.sessions() as session:
         rows = await inbox.requests(session, name[:64], limit=PAGE)
     base = str(request.base_url).rstrip("/")
@@ -48,8 +46,8 @@ async def inbox_page(
 async def inbox_rows(
     request: Request[Any, Any, Any],
     runtime: Runtime,
-    name: Annotated[str, PathParameter()],
-    after: Annotated[str, QueryParameter()] = "",
+    name: FromPath[str],
+    after: FromQuery[str] = "",
 ) -> Template:
     """Requests newer than ``after`` (polled every 2 s by the inbox page)."""
     async with runtime.sessions() as session:

@@ -11,8 +11,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from litestar import Request, get, post
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, QueryParameter
+from litestar.params import QueryParameter
 from litestar.response import Redirect, Response, Template
 
 from router.access.guard import principal_of
@@ -24,10 +23,10 @@ from router.records.models import utcnow
 from router.rules.compiled import RuleSet
 from router.runtime import Runtime
 from router.ui.charts import bar_chart, line_chart, stacked_bar_chart
+from router.ui.forms import Form
 from router.ui.render import page
 from router.ui.sources import how_it_comes, poll_health
 
-Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 DEFAULT_RANGE = "24h"
 
 

@@ -31,6 +31,9 @@ NAV = (
 )
 
 ADMIN_PAGES = frozenset({"audit", "secrets"})  # "users" also holds everyone's own API tokens
+# What a settings page says after a change: a notice, a value shown once and its label, or a form's error
+# and ``error_for`` (which form it belongs to).
+OUTCOME = ("notice", "shown_once", "shown_once_label", "error", "error_for")
 
 
 def web_dir() -> Path:
@@ -86,30 +89,9 @@ def page(request: Request[Any, Any, Any], template: str, *, status: int = 200, *
     return Template(template_name=template, context=base_context(request) | context, status_code=status)
 
 
-def settings_page(
-    request: Request[Any, Any, Any],
-    template: str,
-    *,
-    status: int = 200,
-    notice: str = "",
-    shown_once: str = "",
-    shown_once_label: str = "",
-    error: str = "",
-    error_for: str = "",
-    **context: Any,
-) -> Template:
-    """A settings page (users, tokens, secrets): a notice, a value shown once or a form's error, never cached."""
-    response = page(
-        request,
-        template,
-        status=status,
-        notice=notice,
-        shown_once=shown_once,
-        shown_once_label=shown_once_label,
-        error=error,
-        error_for=error_for,
-        **context,
-    )
+def settings_page(request: Request[Any, Any, Any], template: str, *, status: int = 200, **context: Any) -> Template:
+    """A settings page (users, tokens, secrets), never cached; each part of ``OUTCOME`` not given is empty."""
+    response = page(request, template, status=status, **(dict.fromkeys(OUTCOME, "") | context))
     response.headers["cache-control"] = "no-store"
     return response
 

@@ -9,16 +9,16 @@ with a notice chosen by the server (``?done=<what>&rule=<id>``), or renders the 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
-from litestar.params import Body, PathParameter, QueryParameter
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from router.access.guard import principal_of
-from router.errors import RuleSetError
+from router.errors import ClientError, RuleSetError
 from router.records.db import unit_of_work
 from router.rules import stored as uirules
 from router.rules.schema import SLUG
@@ -27,9 +27,9 @@ from router.runtime import Runtime
 from router.ui.builder import render_builder, yaml_attachment
 from router.ui.builder_form import text
 from router.ui.builder_state import state_from_spec
+from router.ui.forms import Form, refusals
 from router.ui.render import page
 
-Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 _SLUG = re.compile(SLUG)
 
 NOTICES = {
@@ -73,17 +73,14 @@ async def render_list(
 
 @get("/rules", include_in_schema=False)
 async def rules_page(
-    request: Request[Any, Any, Any],
-    runtime: Runtime,
-    done: Annotated[str, QueryParameter()] = "",
-    rule: Annotated[str, QueryParameter()] = "",
+    request: Request[Any, Any, Any], runtime: Runtime, done: FromQuery[str] = "", rule: FromQuery[str] = ""
 ) -> Template:
     notice = NOTICES[done].format(rule=rule) if done in NOTICES and _SLUG.match(rule) else ""  # no free text
     return await render_list(request, runtime, notice=notice)
 
 
 @get("/rules/{name:str}", include_in_schema=False)
-async def rule_yaml(runtime: Runtime, name: Annotated[str, PathParameter()]) -> Response[str]:
+async def rule_yaml(runtime: Runtime, name: FromPath[str]) -> Response[str]:
     """``/rules/<id>.yaml``: a rule's YAML as a download (a UI rule's stored text; a file rule's own lines)."""
     rule_id = name.removesuffix(".yaml")
     if rule_id == name:
@@ -102,16 +99,33 @@ async def rule_yaml(runtime: Runtime, name: Annotated[str, PathParameter()]) -> 
 
 
 async def _refused(
-    request: Request[Any, Any, Any], runtime: Runtime, heading: str, exc: RuleSetError, import_text: str = ""
+    exc: ClientError,
+    *,
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    heading: str,
+    data: dict[str, Any] | None = None,
+    **arguments: Any,
 ) -> Template:
-    """The list again, with each problem of the rule under ``heading``."""
-    errors = [str(e) for e in exc.errors]
-    return await render_list(request, runtime, error=heading, errors=errors, import_text=import_text, status=exc.status)
+    """The list again, with each problem under ``heading`` (formatted with the path's values) and the YAML pasted."""
+    problems = exc.errors if isinstance(exc, RuleSetError) else [exc]
+    return await render_list(
+        request,
+        runtime,
+        error=heading.format(**arguments),
+        errors=[str(e) for e in problems],
+        import_text=text(data, "yaml") if data is not None else "",
+        status=exc.status,
+    )
 
 
-async def _change(request: Request[Any, Any, Any], runtime: Runtime, rule_id: str, what: str) -> Response[Any]:
-    principal = principal_of(request)
-    try:
+def _switch(verb: str, what: str) -> HTTPRouteHandler:
+    """The handler of a UI rule's button that enables, disables or deletes it (``what``: the notice's key)."""
+
+    @post(f"/rules/{{rule_id:str}}/{verb}", include_in_schema=False, status_code=303, name=f"rule-{verb}")
+    @refusals(_refused, heading="Rule {rule_id} cannot be enabled:")
+    async def switch(request: Request[Any, Any, Any], runtime: Runtime, rule_id: FromPath[str]) -> Response[Any]:
+        principal = principal_of(request)
         async with unit_of_work(runtime.sessions) as session:
             row = await uirules.get_rule(session, rule_id)
             if row is None:
@@ -120,69 +134,47 @@ async def _change(request: Request[Any, Any, Any], runtime: Runtime, rule_id: st
                 await uirules.delete_rule(session, row, principal.actor)
             else:
                 await uirules.switch_rule(session, runtime.rules.current, row, what == "enabled", principal.actor)
-    except RuleSetError as exc:
-        return await _refused(request, runtime, f"Rule {rule_id} cannot be enabled:", exc)
-    await runtime.rules_watcher.reload()
-    return Redirect(f"/rules?done={what}&rule={rule_id}", status_code=303)
+        await runtime.rules_watcher.reload()
+        return Redirect(f"/rules?done={what}&rule={rule_id}", status_code=303)
+
+    return switch
 
 
-@post("/rules/{rule_id:str}/enable", include_in_schema=False, status_code=303)
-async def enable(
-    request: Request[Any, Any, Any], runtime: Runtime, rule_id: Annotated[str, PathParameter()]
-) -> Response[Any]:
-    return await _change(request, runtime, rule_id, "enabled")
-
-
-@post("/rules/{rule_id:str}/disable", include_in_schema=False, status_code=303)
-async def disable(
-    request: Request[Any, Any, Any], runtime: Runtime, rule_id: Annotated[str, PathParameter()]
-) -> Response[Any]:
-    return await _change(request, runtime, rule_id, "disabled")
-
-
-@post("/rules/{rule_id:str}/delete", include_in_schema=False, status_code=303)
-async def delete(
-    request: Request[Any, Any, Any], runtime: Runtime, rule_id: Annotated[str, PathParameter()]
-) -> Response[Any]:
-    return await _change(request, runtime, rule_id, "deleted")
+enable, disable, delete = (
+    _switch(verb, what) for verb, what in (("enable", "enabled"), ("disable", "disabled"), ("delete", "deleted"))
+)
 
 
 @post("/rules/{rule_id:str}/duplicate", include_in_schema=False, status_code=303)
-async def duplicate(
-    request: Request[Any, Any, Any], runtime: Runtime, rule_id: Annotated[str, PathParameter()]
-) -> Response[Any]:
+@refusals(_refused, heading="Rule {rule_id} cannot be copied:")
+async def duplicate(request: Request[Any, Any, Any], runtime: Runtime, rule_id: FromPath[str]) -> Response[Any]:
     """Save a copy (``<id>-copy``) of a file rule or a UI rule as a new, disabled UI rule, its YAML kept as is."""
     rs = runtime.rules.current
     principal = principal_of(request)
-    try:
-        async with unit_of_work(runtime.sessions) as session:
-            row = await uirules.get_rule(session, rule_id)
-            loaded = rs.rules.get(rule_id)
-            if row is not None:
-                original = row.yaml
-            elif loaded is not None and not uirules.is_ui(loaded):
-                original = uirules.file_rule_yaml(loaded)
-            else:
-                return await render_list(request, runtime, error=f"There is no rule {rule_id!r}.", status=404)
-            copy_id = await uirules.free_copy_id(session, rs, rule_id)
-            copy = uirules.set_enabled(uirules.set_id(original, copy_id), False)
-            await uirules.save_rule(session, rs, copy_id, copy, principal.actor, create_only=True, via="duplicate")
-    except RuleSetError as exc:
-        return await _refused(request, runtime, f"Rule {rule_id} cannot be copied:", exc)
+    async with unit_of_work(runtime.sessions) as session:
+        row = await uirules.get_rule(session, rule_id)
+        loaded = rs.rules.get(rule_id)
+        if row is not None:
+            original = row.yaml
+        elif loaded is not None and not uirules.is_ui(loaded):
+            original = uirules.file_rule_yaml(loaded)
+        else:
+            return await render_list(request, runtime, error=f"There is no rule {rule_id!r}.", status=404)
+        copy_id = await uirules.free_copy_id(session, rs, rule_id)
+        copy = uirules.set_enabled(uirules.set_id(original, copy_id), False)
+        await uirules.save_rule(session, rs, copy_id, copy, principal.actor, create_only=True, via="duplicate")
     await runtime.rules_watcher.reload()
     return Redirect(f"/rules?done=duplicated&rule={copy_id}", status_code=303)
 
 
 @post("/rules/import", include_in_schema=False, status_code=200)
+@refusals(_refused, heading="The YAML does not parse:")
 async def import_yaml(request: Request[Any, Any, Any], runtime: Runtime, data: Form) -> Template:
     """Pasted YAML opens in the builder, not saved yet. A rule file with several rules: pick one (``choose``)."""
     pasted = text(data, "yaml")
     if not pasted.strip():
         return await render_list(request, runtime, error="Paste a rule's YAML first.", status=422)
-    try:
-        found = uirules.rules_in_text(pasted)
-    except RuleSetError as exc:
-        return await _refused(request, runtime, "The YAML does not parse:", exc, import_text=pasted)
+    found = uirules.rules_in_text(pasted)
     chosen = text(data, "choose")
     if len(found) > 1 and not chosen:
         return page(request, "rules/import_choose.html", found=[rid for rid, _ in found], yaml_text=pasted)

@@ -7,35 +7,28 @@ name only, read-only.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, PathParameter, QueryParameter
+from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
 from router.access import secretstore
 from router.access.guard import principal_of
-from router.errors import SecretStoreError
+from router.errors import ClientError, SecretStoreError
 from router.records.db import unit_of_work
 from router.runtime import Runtime
 from router.ui.flash import redirect, take
+from router.ui.forms import Form, refusals
 from router.ui.render import settings_page
 
-Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 ADMIN = {"role": "admin"}
 
 
 async def _render(
-    request: Request[Any, Any, Any],
-    runtime: Runtime,
-    *,
-    notice: str = "",
-    error: str = "",
-    error_for: str = "",
-    name: str = "",
-    status: int = 200,
+    request: Request[Any, Any, Any], runtime: Runtime, *, name: str = "", status: int = 200, **outcome: str
 ) -> Template:
+    """The page, with ``outcome`` (a notice, or a form's error and ``error_for``) and the name typed in."""
     async with runtime.sessions() as session:
         rows = await secretstore.list_secrets(session)
     env = secretstore.env_names()
@@ -51,17 +44,29 @@ async def _render(
         secrets=rows,
         env_names=env,
         key_problem=key_problem,
-        notice=notice,
-        error=error,
-        error_for=error_for,
         name=name,
+        **outcome,
     )
 
 
-@get("/settings/secrets", include_in_schema=False, opt=ADMIN)
-async def secrets_page(
-    request: Request[Any, Any, Any], runtime: Runtime, flash: Annotated[str, QueryParameter()] = ""
+async def _refused(
+    exc: ClientError,
+    *,
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    data: dict[str, Any] | None = None,
+    **_: Any,
 ) -> Template:
+    """The page again with the error: beside the form that saved (which keeps the name typed), or on top."""
+    if data is None:
+        return await _render(request, runtime, error=str(exc), status=exc.status)
+    name = str(data.get("name", "")).strip()
+    where = "replace:" + name if data.get("replace") else "create"
+    return await _render(request, runtime, error=str(exc), error_for=where, name=name, status=exc.status)
+
+
+@get("/settings/secrets", include_in_schema=False, opt=ADMIN)
+async def secrets_page(request: Request[Any, Any, Any], runtime: Runtime, flash: FromQuery[str] = "") -> Template:
     notice = str((await take(runtime, flash)).get("notice", ""))
     return await _render(request, runtime, notice=notice)
 
@@ -72,16 +77,13 @@ async def _done(request: Request[Any, Any, Any], runtime: Runtime, notice: str) 
 
 
 @post("/settings/secrets", include_in_schema=False, opt=ADMIN, status_code=200)
+@refusals(_refused)
 async def save_secret(request: Request[Any, Any, Any], runtime: Runtime, data: Form) -> Response[Any]:
     principal = principal_of(request)
     name = str(data.get("name", "")).strip()
     value = str(data.get("value", ""))
-    try:
-        async with unit_of_work(runtime.sessions) as session:
-            created = await secretstore.save(session, runtime.settings.secret_key, name, value, principal.actor)
-    except SecretStoreError as exc:
-        where = "replace:" + name if data.get("replace") else "create"
-        return await _render(request, runtime, error=str(exc), error_for=where, name=name, status=exc.status)
+    async with unit_of_work(runtime.sessions) as session:
+        created = await secretstore.save(session, runtime.settings.secret_key, name, value, principal.actor)
     verb = "saved" if created else "replaced"
     return await _done(
         request, runtime, f"Secret {name} {verb}. Rules read it as secrets.{name}; its value is not shown again."
@@ -89,15 +91,11 @@ async def save_secret(request: Request[Any, Any, Any], runtime: Runtime, data: F
 
 
 @post("/settings/secrets/{name:str}/delete", include_in_schema=False, opt=ADMIN, status_code=200)
-async def delete_secret(
-    request: Request[Any, Any, Any], runtime: Runtime, name: Annotated[str, PathParameter()]
-) -> Response[Any]:
+@refusals(_refused)
+async def delete_secret(request: Request[Any, Any, Any], runtime: Runtime, name: FromPath[str]) -> Response[Any]:
     principal = principal_of(request)
-    try:
-        async with unit_of_work(runtime.sessions) as session:
-            await secretstore.remove(session, name, principal.actor)
-    except SecretStoreError as exc:
-        return await _render(request, runtime, error=str(exc), status=exc.status)
+    async with unit_of_work(runtime.sessions) as session:
+        await secretstore.remove(session, name, principal.actor)
     return await _done(request, runtime, f"Secret {name} deleted; rules no longer get secrets.{name}.")
 
 

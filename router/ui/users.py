@@ -7,23 +7,22 @@ only (sent ``Cache-Control: no-store``), and can never be shown again.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, PathParameter, QueryParameter
+from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
 from router.access import accounts
 from router.access.auth import ROLES, Principal
 from router.access.guard import principal_of
-from router.errors import AuthError
+from router.errors import AuthError, ClientError
 from router.records.db import unit_of_work
 from router.runtime import Runtime
 from router.ui.flash import redirect, take
+from router.ui.forms import Form, refusals
 from router.ui.render import settings_page
 
-Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 ANYONE = {"role": "viewer"}
 ADMIN = {"role": "admin"}
 
@@ -33,17 +32,8 @@ def _field(data: dict[str, Any], name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-async def _render(
-    request: Request[Any, Any, Any],
-    runtime: Runtime,
-    *,
-    notice: str = "",
-    shown_once: str = "",
-    shown_once_label: str = "",
-    error: str = "",
-    error_for: str = "",
-    status: int = 200,
-) -> Template:
+async def _render(request: Request[Any, Any, Any], runtime: Runtime, *, status: int = 200, **outcome: str) -> Template:
+    """The page, with ``outcome``: a notice, a value shown once and its label, or a form's error and ``error_for``."""
     principal = principal_of(request)
     async with runtime.sessions() as session:
         users = await accounts.list_users(session) if principal.can("admin") else []
@@ -58,18 +48,12 @@ async def _render(
         roles=ROLES,
         my_tokens=mine,
         other_tokens=others,
-        notice=notice,
-        shown_once=shown_once,
-        shown_once_label=shown_once_label,
-        error=error,
-        error_for=error_for,
+        **outcome,
     )
 
 
 @get("/settings/users", include_in_schema=False, opt=ANYONE)
-async def users_page(
-    request: Request[Any, Any, Any], runtime: Runtime, flash: Annotated[str, QueryParameter()] = ""
-) -> Template:
+async def users_page(request: Request[Any, Any, Any], runtime: Runtime, flash: FromQuery[str] = "") -> Template:
     shown = await take(runtime, flash)
     notice, once, label = (str(shown.get(k, "")) for k in ("notice", "shown_once", "shown_once_label"))
     return await _render(request, runtime, notice=notice, shown_once=once, shown_once_label=label)
@@ -85,17 +69,22 @@ async def _done(
     )
 
 
+async def _refused(
+    exc: ClientError, *, request: Request[Any, Any, Any], runtime: Runtime, form: str, **arguments: Any
+) -> Template:
+    """The page again with the error beside the form that was sent: ``form`` names it, with the path's values."""
+    return await _render(request, runtime, error=str(exc), error_for=form.format(**arguments), status=exc.status)
+
+
 @post("/settings/users", include_in_schema=False, opt=ADMIN, status_code=200)
+@refusals(_refused, form="create")
 async def create_user(request: Request[Any, Any, Any], runtime: Runtime, data: Form) -> Response[Any]:
     principal = principal_of(request)
     username, role, password = _field(data, "username"), _field(data, "role"), _field(data, "password")
     generated = not password
     password = password or accounts.generate_password()
-    try:
-        async with unit_of_work(runtime.sessions) as session:
-            await accounts.add_user(session, principal.actor, username, password, role)
-    except AuthError as exc:
-        return await _render(request, runtime, error=str(exc), error_for="create", status=exc.status)
+    async with unit_of_work(runtime.sessions) as session:
+        await accounts.add_user(session, principal.actor, username, password, role)
     if generated:
         return await _done(
             request,
@@ -121,20 +110,18 @@ def _user_change(action: str, data: dict[str, Any]) -> tuple[accounts.UserChange
 
 
 @post("/settings/users/{username:str}", include_in_schema=False, opt=ADMIN, status_code=200)
+@refusals(_refused, form="user:{username}")
 async def change_user(
     request: Request[Any, Any, Any],
     runtime: Runtime,
-    username: Annotated[str, PathParameter()],
+    username: FromPath[str],
     data: Form,
 ) -> Response[Any]:
     principal: Principal = principal_of(request)
     action = _field(data, "action")
-    try:
-        change, generated = _user_change(action, data)
-        async with unit_of_work(runtime.sessions) as session:
-            await accounts.change_user(session, principal.actor, username, change)
-    except AuthError as exc:
-        return await _render(request, runtime, error=str(exc), error_for=f"user:{username}", status=exc.status)
+    change, generated = _user_change(action, data)
+    async with unit_of_work(runtime.sessions) as session:
+        await accounts.change_user(session, principal.actor, username, change)
     if generated:
         return await _done(
             request,
@@ -153,14 +140,12 @@ async def change_user(
 
 
 @post("/settings/tokens", include_in_schema=False, opt=ANYONE, status_code=200)
+@refusals(_refused, form="token")
 async def create_token(request: Request[Any, Any, Any], runtime: Runtime, data: Form) -> Response[Any]:
     principal = principal_of(request)
-    try:
-        async with unit_of_work(runtime.sessions) as session:
-            owner = await accounts.get_user(session, principal.username)
-            row, token = await accounts.add_token(session, principal.actor, owner, _field(data, "name"))
-    except AuthError as exc:
-        return await _render(request, runtime, error=str(exc), error_for="token", status=exc.status)
+    async with unit_of_work(runtime.sessions) as session:
+        owner = await accounts.get_user(session, principal.username)
+        row, token = await accounts.add_token(session, principal.actor, owner, _field(data, "name"))
     return await _done(
         request,
         runtime,
@@ -171,15 +156,11 @@ async def create_token(request: Request[Any, Any, Any], runtime: Runtime, data: 
 
 
 @post("/settings/tokens/{token_id:str}/revoke", include_in_schema=False, opt=ANYONE, status_code=200)
-async def revoke_token(
-    request: Request[Any, Any, Any], runtime: Runtime, token_id: Annotated[str, PathParameter()]
-) -> Response[Any]:
+@refusals(_refused, form="token:{token_id}")
+async def revoke_token(request: Request[Any, Any, Any], runtime: Runtime, token_id: FromPath[str]) -> Response[Any]:
     principal = principal_of(request)
-    try:
-        async with unit_of_work(runtime.sessions) as session:
-            row, owner = await accounts.remove_token(session, principal, token_id)
-    except AuthError as exc:
-        return await _render(request, runtime, error=str(exc), error_for=f"token:{token_id}", status=exc.status)
+    async with unit_of_work(runtime.sessions) as session:
+        row, owner = await accounts.remove_token(session, principal, token_id)
     return await _done(request, runtime, notice=f"Token {row.name!r} of {owner} revoked.")
 
 
