@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, QueryParameter
+from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
 
 from router.access import audit
@@ -32,6 +32,21 @@ def _secure(request: Request[Any, Any, Any], runtime: Runtime) -> bool:
     if setting == "auto":
         return request.url.scheme == "https"
     return bool(setting == "true")
+
+
+def _cookie(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    key: str,
+    value: str,
+    *,
+    samesite: Literal["lax", "strict"],
+    path: str,
+    max_age: int | None = None,
+) -> Cookie:
+    """A cookie scripts cannot read, Secure whenever the request came over HTTPS (``_secure``)."""
+    secure = _secure(request, runtime)
+    return Cookie(key=key, value=value, httponly=True, samesite=samesite, secure=secure, path=path, max_age=max_age)
 
 
 def _client(request: Request[Any, Any, Any]) -> str:
@@ -65,23 +80,12 @@ def _login_page(
         next=safe_next(nxt),
         username=username[:100],
     )
-    response.cookies.append(
-        Cookie(
-            key=LOGIN_CSRF_COOKIE,
-            value=token,
-            httponly=True,
-            samesite="strict",
-            secure=_secure(request, runtime),
-            path="/login",
-        )
-    )
+    response.cookies.append(_cookie(request, runtime, LOGIN_CSRF_COOKIE, token, samesite="strict", path="/login"))
     return response
 
 
 @get("/login", opt={"public": True}, include_in_schema=False)
-async def login_form(
-    request: Request[Any, Any, Any], runtime: Runtime, next: Annotated[str, QueryParameter()] = "/"
-) -> Response[Any]:
+async def login_form(request: Request[Any, Any, Any], runtime: Runtime, next: FromQuery[str] = "/") -> Response[Any]:
     if await resolve(request) is not None:
         return Redirect(safe_next(next))
     return _login_page(request, runtime, nxt=next)
@@ -112,17 +116,8 @@ async def login(
         audit.record(session, f"{user.username} (session)", "sign_in", user.username, {"client": _client(request)})
         await session.commit()
     response: Response[Any] = Redirect(nxt, status_code=303)
-    response.cookies.append(
-        Cookie(
-            key=SESSION_COOKIE,
-            value=cookie,
-            httponly=True,
-            samesite="lax",
-            secure=_secure(request, runtime),
-            path="/",
-            max_age=int(runtime.settings.session_hours * 3600),
-        )
-    )
+    lasts = int(runtime.settings.session_hours * 3600)
+    response.cookies.append(_cookie(request, runtime, SESSION_COOKIE, cookie, samesite="lax", path="/", max_age=lasts))
     response.cookies.append(Cookie(key=LOGIN_CSRF_COOKIE, value="", max_age=0, path="/login"))
     return response
 
