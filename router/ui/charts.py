@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from markupsafe import Markup, escape
@@ -24,6 +24,7 @@ LEFT, RIGHT, TOP, BOTTOM = 46, 18, 22, 18  # margins around the plot area, in px
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 Series = list[tuple[datetime, float]]
+Points = Sequence[tuple[datetime, float]]  # what a chart is given: (time, value), any order, maybe not finite
 
 
 def _text(value: object) -> str:
@@ -127,9 +128,21 @@ def _span(points: Series, unit: str) -> str:
     return f"{len(points)} points from {_hhmm(points[0][0])} to {_hhmm(points[-1][0])}, highest {fmt(top[1], unit)}"
 
 
-def bar_chart(
-    series: Sequence[tuple[datetime, float]], *, title: str, width: int = 600, height: int = 160, unit: str = ""
-) -> Markup:
+def _legend(names: Iterable[str], width: int) -> list[str]:
+    """Each series' name in its colour (``chart-legend-0``...), in a row that ends at the plot's right edge."""
+    names = list(names)
+    x = float(width - RIGHT - sum(6 * len(name) + 12 for name in names) + 12)
+    out = []
+    for k, name in enumerate(names):
+        out.append(
+            f'<text class="chart-legend chart-legend-{k}" x="{_n(x)}" y="14" '
+            f'font-size="10" fill="{PALETTE[k % len(PALETTE)]}">{_text(name)}</text>'
+        )
+        x += 6 * len(name) + 12
+    return out
+
+
+def bar_chart(series: Points, *, title: str, width: int = 600, height: int = 160, unit: str = "") -> Markup:
     """One bar per point, in time order (points are taken as evenly spaced, e.g. ``bucket_counts``)."""
     points = _finite(series)
     if not points:
@@ -153,12 +166,7 @@ def bar_chart(
 
 
 def stacked_bar_chart(
-    series: dict[str, Sequence[tuple[datetime, float]]],
-    *,
-    title: str,
-    width: int = 600,
-    height: int = 160,
-    unit: str = "",
+    series: Mapping[str, Points], *, title: str, width: int = 600, height: int = 160, unit: str = ""
 ) -> Markup:
     """Counts per bucket, one bar per time with a segment per named series (``chart-bar-0``, ``chart-bar-1``…),
     stacked in the order given, with a legend: counts drawn as bars like the other count charts."""
@@ -186,13 +194,7 @@ def stacked_bar_chart(
             )
             below += value
     body.append("</g>")
-    legend_x = float(width - RIGHT - sum(6 * len(name) + 12 for name in named) + 12)
-    for k, name in enumerate(named):
-        body.append(
-            f'<text class="chart-legend chart-legend-{k}" x="{_n(legend_x)}" y="14" '
-            f'font-size="10" fill="{PALETTE[k % len(PALETTE)]}">{_text(name)}</text>'
-        )
-        legend_x += 6 * len(name) + 12
+    body += _legend(named, width)
     step = math.ceil(len(times) / 6)
     body += [_x_tick(LEFT + (i + 0.5) * slot, times[i], height) for i in range(0, len(times), step)]
     summary = "; ".join(f"{name}: {fmt(sum(points.values()), unit)} in all" for name, points in named.items())
@@ -200,12 +202,7 @@ def stacked_bar_chart(
 
 
 def line_chart(
-    series: dict[str, list[tuple[datetime, float]]],
-    *,
-    title: str,
-    width: int = 600,
-    height: int = 160,
-    unit: str = "",
+    series: Mapping[str, Points], *, title: str, width: int = 600, height: int = 160, unit: str = ""
 ) -> Markup:
     """One line per named series (``chart-line-0``, ``chart-line-1``...), placed by time, with a legend."""
     lines = {name: _finite(points) for name, points in series.items()}
@@ -221,8 +218,7 @@ def line_chart(
         return LEFT + share * frame.plot_w
 
     body = frame.y_axis(unit)
-    legend_x = float(width - RIGHT - sum(6 * len(name) + 12 for name in lines) + 12)
-    for i, (name, points) in enumerate(lines.items()):
+    for i, ((name, points), legend) in enumerate(zip(lines.items(), _legend(lines, width), strict=True)):
         colour, cls = PALETTE[i % len(PALETTE)], f"chart-line-{i}"
         coords = " ".join(f"{_n(x(t))},{_n(frame.y(v))}" for t, v in points)
         if len(points) > 1:
@@ -236,11 +232,7 @@ def line_chart(
                 f'<circle class="chart-point {cls}" cx="{cx}" cy="{cy}" r="2.5" fill="{colour}">'
                 f"<title>{_text(name)}</title></circle>"
             )
-        body.append(
-            f'<text class="chart-legend chart-legend-{i}" x="{_n(legend_x)}" y="14" '
-            f'font-size="10" fill="{colour}">{_text(name)}</text>'
-        )
-        legend_x += 6 * len(name) + 12
+        body.append(legend)
     times = sorted({t for t, _ in every})  # ticks at data times: bucket starts are round
     ticks = [times[round(k * (len(times) - 1) / 4)] for k in range(5)] if len(times) > 4 else times
     body += [_x_tick(x(moment), moment, height) for moment in ticks]
