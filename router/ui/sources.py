@@ -3,7 +3,7 @@ for a source that polls, its state and every poll (when, pages, items seen, new 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -59,23 +59,20 @@ async def source_page(
     now = utcnow()
     async with runtime.sessions() as session:
         activity = (await stats.source_activity(session, [source.id], now - timedelta(days=1)))[source.id]
+    how = how_it_comes(source, str(request.base_url).rstrip("/"))
+    polling = await _polling(runtime, source, now)
+    return page(request, "sources/detail.html", source=source, how=how, activity=activity, **polling)
+
+
+async def _polling(runtime: Runtime, source: Any, now: datetime) -> dict[str, Any]:
+    """For a source that polls: its state and its last 100 polls (with the badges they show)."""
     poll_state: dict[str, Any] | None = None
     polls: list[dict[str, Any]] = []
     if source.pull is not None:
         found = await history.states(runtime.engine, [source.id])
         poll_state = history.state_dict(found.get(source.id), source.pull, now)
         polls = [history.poll_dict(r) for r in await history.polls(runtime.engine, source.id, limit=100)]
-    return page(
-        request,
-        "sources/detail.html",
-        source=source,
-        how=how_it_comes(source, str(request.base_url).rstrip("/")),
-        activity=activity,
-        poll_state=poll_state,
-        polls=polls,
-        health_badge=HEALTH_BADGE,
-        outcome_badge=OUTCOME_BADGE,
-    )
+    return {"poll_state": poll_state, "polls": polls, "health_badge": HEALTH_BADGE, "outcome_badge": OUTCOME_BADGE}
 
 
 HANDLERS = [source_page]
