@@ -1,7 +1,8 @@
 """The no-code rule builder: ``/rules/new``, ``/rules/{id}/edit`` and the htmx fragments behind them.
 
-Thin handlers: the form is read by ``builder_state``, previews come from ``builder_preview``, saving
-is ``uirules.save_rule`` (the real loader, with an audit entry) and the test send ``router.tryout.sendtest``.
+Thin handlers: the form is read by ``builder_state``, the sample comes from ``builder_samples``, previews
+from ``builder_preview``, saving is ``uirules.save_rule`` (the real loader, with an audit entry) and the test
+send ``router.tryout.sendtest``.
 Fragments that only read (previews, YAML) need the viewer role; saving and sending need an editor.
 """
 
@@ -22,15 +23,8 @@ from router.rules import stored as uirules
 from router.runtime import Runtime
 from router.tryout.sendtest import send_test
 from router.ui.builder_form import OP_LABELS, TYPE_LABELS, apply_row_action, text
-from router.ui.builder_preview import (
-    condition_result,
-    field_tree,
-    preset_samples,
-    resolve_sample,
-    sample_choices,
-    step_previews,
-    variables,
-)
+from router.ui.builder_preview import condition_result, field_tree, step_previews, variables
+from router.ui.builder_samples import preset_samples, resolve_sample, sample_choices
 from router.ui.builder_state import (
     BuilderState,
     form_problems,
