@@ -21,7 +21,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -29,13 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from router.pipeline import queue
 from router.pipeline.ingest import Incoming, new_event_row
-from router.pipeline.match import redact
 from router.pipeline.outbound import redact_headers
 from router.polling import store
 from router.polling.compile import CompiledPoll, CompiledSchedule
-from router.polling.fetch import Fetch, Found, PassResult, greater, http_fetch, run_pass, template_context
+from router.polling.fetch import Fetch, Found, greater, http_fetch, run_pass, template_context
+from router.polling.nextstate import mask, next_state, unmask
 from router.polling.store import Lease, LeaseLost
-from router.polling.timing import after_failure, after_success, ticks_between
+from router.polling.timing import ticks_between
 from router.records.models import PollState, new_id, utcnow
 from router.rules.compiled import CompiledSource, RuleSet
 from router.settings import Settings
@@ -80,24 +80,6 @@ class PollReport:
     cursor: Any = None
     next_poll_at: datetime | None = None
     status: int | None = None
-
-
-def mask(value: Any, secrets: Mapping[str, str]) -> Any:
-    """Secret values replaced by ``[secret:NAME]`` before anything is stored."""
-    return redact(value, secrets)
-
-
-def unmask(value: Any, secrets: Mapping[str, str]) -> Any:
-    """Put the secrets back into a stored continuation (``[secret:NAME]`` → the value)."""
-    if isinstance(value, str):
-        for name, secret in secrets.items():
-            value = value.replace(f"[secret:{name}]", secret)
-        return value
-    if isinstance(value, dict):
-        return {k: unmask(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unmask(v, secrets) for v in value]
-    return value
 
 
 def event_row(source: CompiledSource, poll: CompiledPoll, found: Found, secrets: Mapping[str, str]) -> dict[str, Any]:
@@ -163,17 +145,11 @@ async def _heartbeat(deps: PollDeps, lease: Lease, lost: list[bool]) -> None:
     while True:
         await asyncio.sleep(seconds / 3)
         try:
-            if not await store.renew_lease(deps.engine, lease, deps.clock() + _seconds(seconds)):
+            if not await store.renew_lease(deps.engine, lease, deps.clock() + timedelta(seconds=seconds)):
                 lost.append(True)
                 return
         except Exception as exc:  # the database blinked: try again at the next beat, the lease outlives two
             log.warning("poll_lease_renewal_failed", source=lease.source, error=str(exc))
-
-
-def _seconds(value: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=value)
 
 
 def pass_budget(settings: Settings, poll: CompiledPoll) -> float:
@@ -214,7 +190,7 @@ async def _poll(
         with contextlib.suppress(asyncio.CancelledError):
             await beat
     finished = deps.clock()
-    values, outcome = _next_state(poll, state, result, now, finished, secrets)
+    values, outcome = next_state(poll, state, result, now, finished, secrets)
     rows = in_order([event_row(source, poll, f, secrets) for f in result.found])
     report = PollReport(
         source.id,
@@ -248,46 +224,6 @@ async def _poll(
     )
     await _route(deps, report.new)
     return report
-
-
-def _next_state(
-    poll: CompiledPoll,
-    state: Any,
-    result: PassResult,
-    now: datetime,
-    finished: datetime,
-    secrets: Mapping[str, str],
-) -> tuple[dict[str, Any], str]:
-    values: dict[str, Any] = {"last_poll_at": now}
-    pass_cursor = greater(state.pass_cursor, result.cursor) if result.pages else state.pass_cursor
-    if result.etag_key is not None:
-        values |= {"etag": result.etag[:512] if result.etag else None, "etag_key": result.etag_key}
-    if result.error is None:
-        values |= {"failures": 0, "last_error": None, "last_success_at": finished}
-        if result.complete:
-            values |= {"resume": None, "pass_cursor": None}
-            if pass_cursor is not None:
-                values["cursor"] = pass_cursor
-        else:
-            values |= {"resume": mask(result.resume, secrets), "pass_cursor": pass_cursor}
-        due = after_success(poll.timing, now, finished)
-        if result.poll_interval:
-            due = max(due, now + _seconds(result.poll_interval))
-        values["next_poll_at"] = due
-        outcome = "not_modified" if result.not_modified else ("ok" if result.complete else "partial")
-        return values, outcome
-    failures = (state.failures or 0) + 1
-    values |= {
-        "failures": failures,
-        "last_error": str(mask(result.error, secrets))[:2000],
-        "next_poll_at": after_failure(poll.timing, finished, failures, result.retry_after),
-    }
-    if result.pages or not result.permanent:
-        values |= {"resume": mask(result.resume, secrets) if result.resume else state.resume}
-        values["pass_cursor"] = pass_cursor
-    else:  # refused for good before any page: a stored continuation that no longer works is dropped
-        values |= {"resume": None, "pass_cursor": None}
-    return values, "failed"
 
 
 def _run_record(
