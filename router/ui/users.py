@@ -7,6 +7,7 @@ only (sent ``Cache-Control: no-store``), and can never be shown again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -18,6 +19,7 @@ from router.access.auth import ROLES, Principal
 from router.access.guard import principal_of
 from router.errors import AuthError, ClientError
 from router.records.db import unit_of_work
+from router.records.models import ApiToken, User
 from router.runtime import Runtime
 from router.ui.flash import redirect, take
 from router.ui.forms import Form, refusals
@@ -38,6 +40,8 @@ async def _render(request: Request[Any, Any, Any], runtime: Runtime, *, status: 
     async with runtime.sessions() as session:
         users = await accounts.list_users(session) if principal.can("admin") else []
         tokens = await accounts.list_tokens(session, None if principal.can("admin") else principal.user_id)
+    if outcome.get("error") and outcome.get("error_for", "") not in _slots(users, tokens):
+        outcome["error_for"] = ""  # its row is not on the page (a token revoked meanwhile): the error goes on top
     mine = [(t, n) for t, n in tokens if t.user_id == principal.user_id]
     others = [(t, n) for t, n in tokens if t.user_id != principal.user_id]
     return settings_page(
@@ -50,6 +54,11 @@ async def _render(request: Request[Any, Any, Any], runtime: Runtime, *, status: 
         other_tokens=others,
         **outcome,
     )
+
+
+def _slots(users: Sequence[User], tokens: Sequence[tuple[ApiToken, str]]) -> set[str]:
+    """The places on the page a form's error can be shown beside (``error_for`` values); "" is the top."""
+    return {"", "create", "token"} | {f"user:{u.username}" for u in users} | {f"token:{t.id}" for t, _ in tokens}
 
 
 @get("/settings/users", include_in_schema=False, opt=ANYONE)
