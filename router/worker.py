@@ -72,9 +72,9 @@ async def load_rules(
 ) -> RulesHolder:
     """Load the rule set into a holder; on errors the holder keeps what it had and lists them.
 
-    With ``sessions`` the set includes the UI rules and stored secrets of the database (router.rules.stored).
+    With ``sessions`` the set includes the UI rules and stored secrets of the database (router.rules.merged).
     """
-    from router.rules.stored import load_all, read_stamp
+    from router.rules.merged import load_all, read_stamp
 
     holder = holder or RulesHolder()
     try:

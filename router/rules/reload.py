@@ -24,7 +24,7 @@ from watchfiles import Change, awatch
 
 from router import metrics
 from router.errors import RuleSetError
-from router.rules import stored as uirules
+from router.rules import merged
 from router.rules.holder import RulesHolder
 from router.settings import Settings
 
@@ -40,8 +40,8 @@ async def reload_rules(
     """
     previous = holder.current.version
     try:
-        ui_stamp = await uirules.read_stamp(sessions)
-        ruleset, errors = await uirules.load_all(settings, sessions)
+        ui_stamp = await merged.read_stamp(sessions)
+        ruleset, errors = await merged.load_all(settings, sessions)
     except RuleSetError as exc:
         holder.errors = [str(e) for e in exc.errors]
         metrics.rules_reload_failed()
@@ -111,7 +111,7 @@ class RulesWatcher:
         while not self._stop.is_set():
             try:
                 async with self.sessions() as session:
-                    seen: str | None = await uirules.stamp(session)
+                    seen: str | None = await merged.stamp(session)
                 failing = False
             except Exception as exc:  # the database is away: try again next tick, reload once it is back
                 if not failing:

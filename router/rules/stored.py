@@ -4,18 +4,13 @@ A UI rule is one mapping in exactly the rule-file format (one item of a file's `
 compiled by the same code as a file rule, against the sources the rule files define; its problems are
 reported as ``ui:<rule-id>:line:col: path: message`` and its runs record the location ``ui:<rule-id>``.
 
-The rule set in force is the rule files plus the enabled UI rules, with ``secrets`` made of the stored
-(UI) secrets and the ``ROUTER_SECRET_*`` variables (the environment wins a clash). Loading stays
-all-or-nothing for the files; a UI rule that no longer compiles (its source was removed from the
-files, a file rule took its id) is left out with an error in the holder's list, shown by ``/health``.
+The rule set in force, the rule files plus the enabled UI rules, is made by router.rules.merged.
 Saving validates fully, so a broken UI rule cannot be saved in the first place.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import hashlib
 import io
 import os
 from collections.abc import Mapping, Sequence
@@ -27,20 +22,18 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import LiteralScalarString
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from router import logs
-from router.access import audit, secretstore
+from router.access import audit
 from router.errors import RuleError, RuleSetError
 from router.pipeline.retry import RetrySpec
 from router.records.models import UiRule, utcnow
 from router.rules.compile import _Loader
-from router.rules.compiled import CompiledRule, RuleSet, by_source
-from router.rules.ruleset import _model_at, load_ruleset
+from router.rules.compiled import CompiledRule, RuleSet
+from router.rules.ruleset import _model_at
 from router.rules.schema import Rule
 from router.rules.yamlfile import parse_yaml
-from router.settings import Settings
 
 log = structlog.get_logger("router.uirules")
 
@@ -221,80 +214,6 @@ def single_attempt(rule: CompiledRule) -> CompiledRule:
     once = RetrySpec(max_attempts=1)
     steps = tuple(dataclasses.replace(s, retry=once) for s in rule.steps)
     return dataclasses.replace(rule, retry=once, steps=steps)
-
-
-def merge(files: RuleSet, rows: Sequence[UiRule], stored_secrets: Mapping[str, str]) -> tuple[RuleSet, list[str]]:
-    """The rule set in force: the files' plus every enabled UI rule that compiles; and the errors."""
-    rules = dict(files.rules)
-    errors: list[str] = []
-    digest = hashlib.sha256(files.version.encode())
-    for row in rows:
-        if not row.enabled:
-            continue
-        try:
-            compiled = compile_ui_rule(row.yaml, row.id, files)
-        except RuleSetError as exc:
-            errors.extend(f"{e}; the UI rule is not loaded" for e in exc.errors)
-            continue
-        rules[row.id] = compiled
-        digest.update(f"\0{row.id}\0{row.version}\0".encode() + row.yaml.encode())
-    version = files.version if len(rules) == len(files.rules) else digest.hexdigest()[:12]
-    merged = dataclasses.replace(
-        files,
-        rules=rules,
-        by_source=by_source(rules),
-        version=version,
-        secrets={**stored_secrets, **files.secrets},  # the environment wins a clash
-    )
-    if version == files.version:  # the same rules: the files' indexes hold for the merged set
-        merged._indexes.update(files._indexes)
-    return merged, errors
-
-
-async def load_all(settings: Settings, sessions: async_sessionmaker[AsyncSession] | None) -> tuple[RuleSet, list[str]]:
-    """Load the rule files (raising RuleSetError as before), then add the database's UI rules and secrets.
-
-    A database that cannot be read leaves the file rules in force, with an error saying so.
-    """
-    files = await asyncio.to_thread(lambda: load_ruleset(settings.rules_dir).build_indexes())
-    logs.remember_secrets([*files.secrets.values(), *(s.verify.secret for s in files.sources.values() if s.verify)])
-    if sessions is None:
-        return files, []
-    try:
-        async with sessions() as session:
-            rows = list((await session.scalars(select(UiRule).order_by(UiRule.created_at, UiRule.id))).all())
-            stored, secret_errors = await secretstore.decrypt_all(session, settings.secret_key)
-    except Exception as exc:  # the database is down or not migrated: keep the files' rules
-        return files, [f"UI rules and stored secrets could not be read from the database: {type(exc).__name__}: {exc}"]
-    # compiling UI rules and indexing a large set is CPU work: off the event loop, so ingest keeps answering
-    merged, errors = await asyncio.to_thread(lambda: _merged_and_indexed(files, rows, stored))
-    logs.remember_secrets(stored.values())  # never to be written in a log line
-    return merged, errors + secret_errors
-
-
-def _merged_and_indexed(files: RuleSet, rows: Sequence[UiRule], stored: Mapping[str, str]) -> tuple[RuleSet, list[str]]:
-    merged, errors = merge(files, rows, stored)
-    return merged.build_indexes(), errors
-
-
-async def read_stamp(sessions: async_sessionmaker[AsyncSession] | None) -> str | None:
-    """The stamp now, or None (no database, or it cannot be read): read it *before* a load, so that a
-    change made while the load runs moves the stamp and the poller reloads."""
-    if sessions is None:
-        return None
-    try:
-        async with sessions() as session:
-            return await stamp(session)
-    except Exception:  # the load reports the database's problem; None makes the poller reload once it answers
-        return None
-
-
-async def stamp(session: AsyncSession) -> str:
-    """Changes whenever a UI rule or a stored secret is added, changed or removed (polled to reload)."""
-    count, latest, versions = (
-        await session.execute(select(func.count(), func.max(UiRule.updated_at), func.sum(UiRule.version)))
-    ).one()
-    return f"{count}:{latest}:{versions}|{await secretstore.stamp(session)}"
 
 
 # -- the store -----------------------------------------------------------------------------------------
