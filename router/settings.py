@@ -9,7 +9,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from router.errors import SettingsError
@@ -52,6 +52,13 @@ _ACCEPTS: dict[str, str] = {
     "public_url": "an http:// or https:// URL such as https://router.example.com",
     "rejections_keep": "a whole number from 10 upwards",
     "rejections_per_second": "a number above 0",
+}
+
+# Settings that are one of a few words, in any case (kept in lower case), and what a wrong one is told.
+_CHOICES: dict[str, tuple[frozenset[str], str]] = {
+    "cookie_secure": (frozenset({"auto", "true", "false"}), "not auto, true or false"),
+    "log_format": (frozenset({"auto", "json", "console"}), "not auto, json or console"),
+    "log_level": (frozenset({"debug", "info", "warning", "error"}), "not a log level"),
 }
 
 
@@ -180,25 +187,12 @@ class Settings(BaseSettings):
         keyring(value)  # a malformed key fails at start
         return value
 
-    @field_validator("cookie_secure")
+    @field_validator(*_CHOICES)
     @classmethod
-    def _cookie_secure(cls, value: str) -> str:
-        if value.lower() not in {"auto", "true", "false"}:
-            raise ValueError("not auto, true or false")
-        return value.lower()
-
-    @field_validator("log_format")
-    @classmethod
-    def _log_format(cls, value: str) -> str:
-        if value.lower() not in {"auto", "json", "console"}:
-            raise ValueError("not auto, json or console")
-        return value.lower()
-
-    @field_validator("log_level")
-    @classmethod
-    def _level(cls, value: str) -> str:
-        if value.lower() not in {"debug", "info", "warning", "error"}:
-            raise ValueError("not a log level")
+    def _choice(cls, value: str, info: ValidationInfo) -> str:
+        words, refusal = _CHOICES[str(info.field_name)]
+        if value.lower() not in words:
+            raise ValueError(refusal)
         return value.lower()
 
     @field_validator("retry_schedule")
