@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import get
-
+from router.api.routes import Routes
 from router.ops import alerts
 from router.runtime import Runtime
 
+monitoring = Routes("monitoring")
 
-@get("/api/alerts", operation_id="ListAlerts", tags=["monitoring"], summary="Alerts and their states")
+
+@monitoring.get("/api/alerts", operation_id="ListAlerts")
 async def list_alerts(runtime: Runtime) -> dict[str, Any]:
-    """Every configured alert, firing ones first, with one state per subject (destination, source, or "")."""
+    """Alerts and their states.
+
+    Every configured alert, firing ones first, with one state per subject (destination, source, or "").
+    """
     return {"alerts": await alerts.overview(runtime.engine, runtime.rules.current)}

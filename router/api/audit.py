@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from litestar import get
 from litestar.params import QueryParameter
 
 from router.access import audit
+from router.api.params import NewestFirst, page_of
+from router.api.routes import Routes
 from router.runtime import Runtime
 
+admin = Routes("access", opt={"role": "admin"})
 
-@get("/api/audit", operation_id="ListAudit", tags=["access"], summary="The audit log (admin)", opt={"role": "admin"})
+
+@admin.get("/api/audit", operation_id="ListAudit")
 async def list_audit(
     runtime: Runtime,
     actor: Annotated[
@@ -23,14 +26,12 @@ async def list_audit(
     before: Annotated[
         str | None, QueryParameter(description="The `next` of the previous page: entries older than it.")
     ] = None,
-    limit: Annotated[int, QueryParameter(ge=1, le=1000, description="At most this many, newest first.")] = 100,
+    limit: NewestFirst = 100,
 ) -> dict[str, Any]:
+    """The audit log (admin)."""
     async with runtime.sessions() as session:
         entries = await audit.list_entries(
             session, limit=limit + 1, before=before, actor=actor, action=action, since=since
         )
-    page = entries[:limit]
-    return {
-        "entries": [audit.entry_dict(e) for e in page],
-        "next": page[-1].id if len(entries) > limit else None,
-    }
+    page, following = page_of(entries, limit)
+    return {"entries": [audit.entry_dict(e) for e in page], "next": following}

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from litestar import get
 from litestar.exceptions import NotFoundException
-from litestar.params import PathParameter, QueryParameter
+from litestar.params import QueryParameter
 
+from router.api.params import EventId, ReceivedSince
+from router.api.routes import Routes
 from router.pipeline import runwait
 from router.records import eventlog
 from router.records.eventlog import RUN_STATES, STATUSES, EventFilter, event_detail, event_summary, load_event
 from router.runtime import Runtime
 
+events = Routes("events")
 
-@get("/api/events", operation_id="ListEvents", tags=["events"], summary="List events, newest first")
+
+@events.get("/api/events", operation_id="ListEvents")
 async def list_events(
     runtime: Runtime,
     source: Annotated[str | None, QueryParameter(description="Only this source.")] = None,
@@ -33,12 +35,13 @@ async def list_events(
             "the 20,000 newest events below its cursor, so a page may be short while `next` goes on."
         ),
     ] = None,
-    since: Annotated[datetime | None, QueryParameter(description="Received at or after (ISO 8601).")] = None,
+    since: ReceivedSince = None,
     limit: Annotated[int, QueryParameter(ge=1, le=500, description="Page size.")] = 50,
     before: Annotated[
         str | None, QueryParameter(description="Cursor: events older than this id (the last page's `next`).")
     ] = None,
 ) -> dict[str, Any]:
+    """List events, newest first."""
     async with runtime.sessions() as session:
         page = await eventlog.list_events(session, EventFilter(source, status, q, since), limit=limit, before=before)
         worst = await runwait.worst_states(session, [e.id for e in page.events])
@@ -48,15 +51,9 @@ async def list_events(
     }
 
 
-@get(
-    "/api/events/{event_id:str}",
-    operation_id="GetEvent",
-    tags=["events"],
-    summary="One event with its runs, steps and attempts",
-)
-async def get_event(
-    runtime: Runtime, event_id: Annotated[str, PathParameter(description="Event id.")]
-) -> dict[str, Any]:
+@events.get("/api/events/{event_id:str}", operation_id="GetEvent")
+async def get_event(runtime: Runtime, event_id: EventId) -> dict[str, Any]:
+    """One event with its runs, steps and attempts."""
     async with runtime.sessions() as session:
         event = await load_event(session, event_id)
     if event is None:
@@ -65,17 +62,11 @@ async def get_event(
     return event_detail(event, rules.sources.get(event.source), rules.secrets)
 
 
-@get(
-    "/api/events/{event_id:str}/explain",
-    operation_id="ExplainEvent",
-    tags=["events"],
-    summary="Why a rule matched this event or not, operand by operand, and what its steps rendered",
-)
+@events.get("/api/events/{event_id:str}/explain", operation_id="ExplainEvent")
 async def explain_event(
-    runtime: Runtime,
-    event_id: Annotated[str, PathParameter(description="Event id.")],
-    rule: Annotated[str, QueryParameter(description="Id of a loaded rule.")],
+    runtime: Runtime, event_id: EventId, rule: Annotated[str, QueryParameter(description="Id of a loaded rule.")]
 ) -> dict[str, Any]:
+    """Why a rule matched this event or not, operand by operand, and what its steps rendered."""
     from router.tryout.explain import explain_stored
 
     rs = runtime.rules.current

@@ -14,11 +14,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from litestar import Response, get
+from litestar import Response
 
+from router.api.routes import Routes
 from router.ops import heartbeat
 from router.records import db, storage
 from router.runtime import Runtime
+
+probes = Routes("health", opt={"public": True})
 
 
 async def _check(coro: Any) -> dict[str, Any]:
@@ -85,14 +88,9 @@ async def _polls(runtime: Runtime) -> dict[str, Any]:
         return {"ok": True, "error": f"poll state unreadable: {type(exc).__name__}"}
 
 
-@get(
-    "/health",
-    operation_id="Health",
-    tags=["health"],
-    summary="Readiness of the database, Redis and rules; workers and storage for information",
-    opt={"public": True},
-)
+@probes.get("/health", operation_id="Health")
 async def health(runtime: Runtime) -> Response[dict[str, Any]]:
+    """Readiness of the database, Redis and rules; workers and storage for information."""
     database = await _check(db.ping(runtime.engine))
     redis = await _check(runtime.redis.ping())
     checks = {"database": database, "redis": redis, "rules": _rules(runtime)}
@@ -103,19 +101,15 @@ async def health(runtime: Runtime) -> Response[dict[str, Any]]:
     return _answer(checks, extra | {"advisories": {"polls": polls}})
 
 
-@get("/health/live", operation_id="HealthLive", tags=["health"], summary="The process answers", opt={"public": True})
+@probes.get("/health/live", operation_id="HealthLive")
 async def live() -> dict[str, str]:
+    """The process answers."""
     return {"status": "ok"}
 
 
-@get(
-    "/health/ready",
-    operation_id="HealthReady",
-    tags=["health"],
-    summary="Database, Redis, rules and a worker heartbeat are all ready",
-    opt={"public": True},
-)
+@probes.get("/health/ready", operation_id="HealthReady")
 async def ready(runtime: Runtime) -> Response[dict[str, Any]]:
+    """Database, Redis, rules and a worker heartbeat are all ready."""
     database, redis = await asyncio.gather(_check(db.ping(runtime.engine)), _check(runtime.redis.ping()))
     workers = await _workers(runtime) if redis["ok"] else {"ok": False, "error": "Redis does not answer"}
     return _answer({"database": database, "redis": redis, "rules": _rules(runtime), "workers": workers})

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from litestar import Request, Response, get, post, route
+from litestar import Request, Response, post, route
 from litestar.datastructures import State
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import PathParameter, QueryParameter
@@ -16,11 +16,14 @@ from litestar.response import Redirect
 from router.api.ingest_asgi import WebhookRequest, count, fast_ingest, serve_webhook
 from router.api.ingest_asgi import read_body as read_limited
 from router.api.problems import client_problem
+from router.api.routes import Routes
 from router.errors import IngestError
 from router.pipeline.ingest import Incoming, find_source, fold_headers, fold_pairs, parse_body
 from router.records.inbox import is_page_view, request_dict
 from router.records.inbox import requests as inbox_requests
 from router.records.models import InboxRequest, new_id, utcnow
+
+inbox = Routes("inbox")
 
 
 def headers_of(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -141,12 +144,13 @@ async def catch(
     return {"id": row.id, "name": name}
 
 
-@get("/api/inbox/{name:str}", operation_id="ListInbox", tags=["inbox"], summary="List what an inbox caught")
+@inbox.get("/api/inbox/{name:str}", operation_id="ListInbox")
 async def list_inbox(
     state: State,
     name: Annotated[str, PathParameter(description="Inbox name.")],
     limit: Annotated[int, QueryParameter(ge=1, le=500, description="How many, newest first.")] = 50,
 ) -> dict[str, Any]:
+    """List what an inbox caught."""
     async with state.sessions() as session:
         rows = await inbox_requests(session, name, limit=limit)
     return {"name": name, "requests": [request_dict(r) for r in rows]}

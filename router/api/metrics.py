@@ -6,26 +6,24 @@ import asyncio
 import contextlib
 
 import structlog
-from litestar import Response, get
+from litestar import Response
 from litestar.datastructures import State
 
 from router import metrics
+from router.api.routes import Routes
 from router.pipeline import destinations
 
 log = structlog.get_logger("router.api.metrics")
+probes = Routes("health", opt={"public": True})
 
 
-@get(
-    "/metrics",
-    operation_id="Metrics",
-    tags=["health"],
-    summary="Prometheus metrics",
-    opt={"public": True},
-    media_type=metrics.CONTENT_TYPE,
-)
+@probes.get("/metrics", operation_id="Metrics", media_type=metrics.CONTENT_TYPE)
 async def scrape(state: State) -> Response[bytes]:
-    """Counters of every web process; queue and dead-letter gauges read from the database now; breakers as the
-    workers last published them. A database or Redis that does not answer leaves its gauges out, not the page."""
+    """Prometheus metrics.
+
+    Counters of every web process; queue and dead-letter gauges read from the database now; breakers as the
+    workers last published them. A database or Redis that does not answer leaves its gauges out, not the page.
+    """
     queue: metrics.QueueFigures | None = None
     breakers: dict[str, bool] = {}
     try:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import get, post
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import JSONBody
 
+from router.api.routes import Routes
 from router.errors import RuleSetError
 from router.pipeline.ingest import fold_headers
 from router.pipeline.match import event_dict, event_from_row
@@ -18,9 +18,12 @@ from router.runtime import Runtime
 from router.tryout.dryrun import dry_run
 from router.tryout.whatif import DEFAULT_LAST, MAX_LAST, what_if
 
+rules = Routes("rules")
 
-@get("/api/rules", operation_id="ListRules", tags=["rules"], summary="Loaded rules and sources, with file:line")
+
+@rules.get("/api/rules", operation_id="ListRules")
 async def list_rules(runtime: Runtime) -> dict[str, Any]:
+    """Loaded rules and sources, with file:line."""
     rs = runtime.rules.current
     return {
         "version": rs.version,
@@ -72,15 +75,12 @@ def _rule_from(data: dict[str, Any], rs: RuleSet) -> CompiledRule:
     raise ValidationException("give `rule_id` or `rule`")
 
 
-@post(
-    "/api/rules/dry-run",
-    operation_id="DryRunRule",
-    tags=["rules"],
-    status_code=200,
-    summary="Would a rule match an event, and what would each step send?",
-)
+@rules.post("/api/rules/dry-run", operation_id="DryRunRule")
 async def dry_run_rule(runtime: Runtime, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
-    """Body: ``rule_id`` or ``rule``; ``event_id`` or ``event`` ({body, headers, query}); optional ``step_outputs``."""
+    """Would a rule match an event, and what would each step send?
+
+    Body: ``rule_id`` or ``rule``; ``event_id`` or ``event`` ({body, headers, query}); optional ``step_outputs``.
+    """
     rs = runtime.rules.current
     rule = _rule_from(data, rs)
     if "event_id" in data:
@@ -112,15 +112,12 @@ async def dry_run_rule(runtime: Runtime, data: JSONBody[dict[str, Any]]) -> dict
     return dry_run(rule, event, rs.secrets, outputs)
 
 
-@post(
-    "/api/rules/what-if",
-    operation_id="WhatIfRule",
-    tags=["rules"],
-    status_code=200,
-    summary="What would a new or edited rule do on the last N stored events, next to what the current rule did?",
-)
+@rules.post("/api/rules/what-if", operation_id="WhatIfRule")
 async def what_if_rule(runtime: Runtime, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
-    """Body: ``rule`` or ``rule_id``; ``last`` (1-1000, default 100); optional ``source`` (default: the rule's)."""
+    """What would a new or edited rule do on the last N stored events, next to what the current rule did?
+
+    Body: ``rule`` or ``rule_id``; ``last`` (1-1000, default 100); optional ``source`` (default: the rule's).
+    """
     rs = runtime.rules.current
     rule = _rule_from(data, rs)
     last = data.get("last", DEFAULT_LAST)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, Response, delete, get, put
+from litestar import Response
 from litestar.params import JSONBody, PathParameter
 from pydantic import BaseModel, ConfigDict, Field
 
 from router.access import secretstore
-from router.access.guard import principal_of
+from router.api.routes import Routes, SignedIn
 from router.records.db import unit_of_work
 from router.runtime import Runtime
 
-ADMIN = {"role": "admin"}
+admin = Routes("access", opt={"role": "admin"})
 
 
 class SecretValue(BaseModel):
@@ -21,10 +21,9 @@ class SecretValue(BaseModel):
     value: str = Field(description="The secret; it is encrypted and can never be read back.", min_length=1)
 
 
-@get(
-    "/api/secrets", operation_id="ListSecrets", tags=["access"], summary="Stored secrets: names, dates, who", opt=ADMIN
-)
+@admin.get("/api/secrets", operation_id="ListSecrets")
 async def list_secrets(runtime: Runtime) -> dict[str, Any]:
+    """Stored secrets: names, dates, who."""
     async with runtime.sessions() as session:
         rows = await secretstore.list_secrets(session)
     return {
@@ -34,39 +33,25 @@ async def list_secrets(runtime: Runtime) -> dict[str, Any]:
     }
 
 
-@put(
-    "/api/secrets/{name:str}",
-    operation_id="SetSecret",
-    tags=["access"],
-    summary="Create or replace a stored secret",
-    opt=ADMIN,
-    status_code=200,
-)
+@admin.put("/api/secrets/{name:str}", operation_id="SetSecret")
 async def set_secret(
-    request: Request[Any, Any, Any],
+    principal: SignedIn,
     runtime: Runtime,
     name: Annotated[str, PathParameter(description="Secret name: letters, digits and _; rules use secrets.NAME.")],
     data: JSONBody[SecretValue],
 ) -> Response[Any]:
-    principal = principal_of(request)
+    """Create or replace a stored secret."""
     async with unit_of_work(runtime.sessions) as session:
         created = await secretstore.save(session, runtime.settings.secret_key, name, data.value, principal.actor)
         row = next(r for r in await secretstore.list_secrets(session) if r.name == name)
     return Response({"secret": secretstore.secret_dict(row), "created": created}, status_code=201 if created else 200)
 
 
-@delete(
-    "/api/secrets/{name:str}",
-    operation_id="DeleteSecret",
-    tags=["access"],
-    summary="Delete a stored secret",
-    opt=ADMIN,
-    status_code=200,
-)
+@admin.delete("/api/secrets/{name:str}", operation_id="DeleteSecret")
 async def delete_secret(
-    request: Request[Any, Any, Any], runtime: Runtime, name: Annotated[str, PathParameter(description="Secret name.")]
+    principal: SignedIn, runtime: Runtime, name: Annotated[str, PathParameter(description="Secret name.")]
 ) -> Response[Any]:
-    principal = principal_of(request)
+    """Delete a stored secret."""
     async with unit_of_work(runtime.sessions) as session:
         await secretstore.remove(session, name, principal.actor)
     return Response({"deleted": name})

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, Response, delete, get, post, put
+from litestar import Response
 from litestar.exceptions import NotFoundException
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody, PathParameter
 
-from router.access.guard import principal_of
+from router.api.routes import Routes, SignedIn
 from router.errors import ClientError
 from router.records.db import unit_of_work
 from router.records.models import UiRule
@@ -20,6 +21,7 @@ from router.rules import stored as uirules
 from router.runtime import Runtime
 
 RuleId = Annotated[str, PathParameter(description="The rule's id.")]
+ui_rules = Routes("rules")
 
 
 async def _found(session: Any, rule_id: str) -> UiRule:
@@ -30,35 +32,30 @@ async def _found(session: Any, rule_id: str) -> UiRule:
     return row
 
 
-@get(
-    "/api/ui-rules",
-    operation_id="ListUiRules",
-    tags=["rules"],
-    summary="Rules built in the UI (stored in the database)",
-)
+@ui_rules.get("/api/ui-rules", operation_id="ListUiRules")
 async def list_ui_rules(runtime: Runtime) -> dict[str, Any]:
+    """Rules built in the UI (stored in the database)."""
     async with runtime.sessions() as session:
         rows = await uirules.list_rules(session)
     return {"rules": [uirules.row_dict(row, runtime.rules.current) for row in rows]}
 
 
-@get("/api/ui-rules/{rule_id:str}", operation_id="GetUiRule", tags=["rules"], summary="One UI rule, with its YAML")
+@ui_rules.get("/api/ui-rules/{rule_id:str}", operation_id="GetUiRule")
 async def get_ui_rule(runtime: Runtime, rule_id: RuleId) -> Response[dict[str, Any]]:
+    """One UI rule, with its YAML."""
     async with runtime.sessions() as session:
         row = await _found(session, rule_id)
     return Response(uirules.row_dict(row, runtime.rules.current, with_yaml=True))
 
 
-@put(
-    "/api/ui-rules/{rule_id:str}",
-    operation_id="PutUiRule",
-    tags=["rules"],
-    summary="Create or replace a UI rule from its YAML or its JSON spec",
-)
+@ui_rules.put("/api/ui-rules/{rule_id:str}", operation_id="PutUiRule")
 async def put_ui_rule(
-    request: Request[Any, Any, Any], runtime: Runtime, rule_id: RuleId, data: JSONBody[dict[str, Any]]
+    principal: SignedIn, runtime: Runtime, rule_id: RuleId, data: JSONBody[dict[str, Any]]
 ) -> Response[dict[str, Any]]:
-    """Body: ``{"yaml": "<one rule>"}``, or the rule itself as JSON (``id`` defaults to the URL's)."""
+    """Create or replace a UI rule from its YAML or its JSON spec.
+
+    Body: ``{"yaml": "<one rule>"}``, or the rule itself as JSON (``id`` defaults to the URL's).
+    """
     if "yaml" in data:
         text = data["yaml"]
         if not isinstance(text, str) or len(data) != 1:
@@ -66,53 +63,42 @@ async def put_ui_rule(
             raise ClientError(detail, status=422, title="Invalid rule")
     else:
         text = uirules.dump_rule({"id": rule_id, **data})
-    principal = principal_of(request)
     async with unit_of_work(runtime.sessions) as session:
         row, created = await uirules.save_rule(session, runtime.rules.current, rule_id, text, principal.actor)
     await runtime.rules_watcher.reload()
     return Response(uirules.row_dict(row, runtime.rules.current, with_yaml=True), status_code=201 if created else 200)
 
 
-async def _switch(request: Request[Any, Any, Any], runtime: Runtime, rule_id: str, enabled: bool) -> Response[Any]:
-    async with unit_of_work(runtime.sessions) as session:
-        row = await _found(session, rule_id)
-        await uirules.switch_rule(session, runtime.rules.current, row, enabled, principal_of(request).actor)
-    await runtime.rules_watcher.reload()
-    return Response(uirules.row_dict(row, runtime.rules.current))
+def _switch(enabled: bool, path: str, **route: str) -> HTTPRouteHandler:
+    """The operation at ``path`` that enables (or disables) a UI rule: two operations, one body."""
+
+    @ui_rules.post(path, **route)
+    async def switch(principal: SignedIn, runtime: Runtime, rule_id: RuleId) -> Response[Any]:
+        async with unit_of_work(runtime.sessions) as session:
+            row = await _found(session, rule_id)
+            await uirules.switch_rule(session, runtime.rules.current, row, enabled, principal.actor)
+        await runtime.rules_watcher.reload()
+        return Response(uirules.row_dict(row, runtime.rules.current))
+
+    return switch
 
 
-@post(
+enable_ui_rule = _switch(
+    True,
     "/api/ui-rules/{rule_id:str}/enable",
     operation_id="EnableUiRule",
-    tags=["rules"],
-    status_code=200,
     summary="Enable a UI rule (it must still compile)",
 )
-async def enable_ui_rule(request: Request[Any, Any, Any], runtime: Runtime, rule_id: RuleId) -> Response[Any]:
-    return await _switch(request, runtime, rule_id, True)
-
-
-@post(
-    "/api/ui-rules/{rule_id:str}/disable",
-    operation_id="DisableUiRule",
-    tags=["rules"],
-    status_code=200,
-    summary="Disable a UI rule",
+disable_ui_rule = _switch(
+    False, "/api/ui-rules/{rule_id:str}/disable", operation_id="DisableUiRule", summary="Disable a UI rule"
 )
-async def disable_ui_rule(request: Request[Any, Any, Any], runtime: Runtime, rule_id: RuleId) -> Response[Any]:
-    return await _switch(request, runtime, rule_id, False)
 
 
-@delete(
-    "/api/ui-rules/{rule_id:str}",
-    operation_id="DeleteUiRule",
-    tags=["rules"],
-    status_code=200,
-    summary="Delete a UI rule",
-)
-async def delete_ui_rule(request: Request[Any, Any, Any], runtime: Runtime, rule_id: RuleId) -> Response[Any]:
+@ui_rules.delete("/api/ui-rules/{rule_id:str}", operation_id="DeleteUiRule")
+async def delete_ui_rule(principal: SignedIn, runtime: Runtime, rule_id: RuleId) -> Response[Any]:
+    """Delete a UI rule."""
     async with unit_of_work(runtime.sessions) as session:
-        await uirules.delete_rule(session, await _found(session, rule_id), principal_of(request).actor)
+        await uirules.delete_rule(session, await _found(session, rule_id), principal.actor)
     await runtime.rules_watcher.reload()
     return Response({"id": rule_id, "deleted": True})
 

@@ -7,19 +7,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, Response, delete, get, patch, post
+from litestar import Response
 from litestar.params import JSONBody, PathParameter
 from pydantic import BaseModel, ConfigDict, Field
 
 from router.access import accounts
 from router.access.auth import Role
-from router.access.guard import principal_of
+from router.api.routes import Routes, SignedIn
 from router.errors import ClientError
 from router.records.db import unit_of_work
 from router.runtime import Runtime
 
-ADMIN = {"role": "admin"}
-ANYONE = {"role": "viewer"}  # signed in with any role (their own tokens)
+access = Routes("access")
+admin = Routes("access", opt={"role": "admin"})
+signed_in = Routes("access", opt={"role": "viewer"})  # signed in with any role (their own tokens)
 
 
 class UserCreate(BaseModel):
@@ -44,28 +45,22 @@ class TokenCreate(BaseModel):
     username: str | None = Field(None, description="Admins only: create the token for this user.")
 
 
-@get("/api/me", operation_id="WhoAmI", tags=["access"], summary="The signed-in user and their role")
-async def me(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    principal = principal_of(request)
+@access.get("/api/me", operation_id="WhoAmI")
+async def me(principal: SignedIn) -> dict[str, Any]:
+    """The signed-in user and their role."""
     return {"username": principal.username, "role": principal.role, "via": principal.via}
 
 
-@get("/api/users", operation_id="ListUsers", tags=["access"], summary="Every user (admin)", opt=ADMIN)
+@admin.get("/api/users", operation_id="ListUsers")
 async def list_users(runtime: Runtime) -> dict[str, Any]:
+    """Every user (admin)."""
     async with runtime.sessions() as session:
         return {"users": [accounts.user_dict(u) for u in await accounts.list_users(session)]}
 
 
-@post(
-    "/api/users",
-    operation_id="CreateUser",
-    tags=["access"],
-    summary="Create a user (admin)",
-    opt=ADMIN,
-    status_code=201,
-)
-async def create_user(request: Request[Any, Any, Any], runtime: Runtime, data: JSONBody[UserCreate]) -> Response[Any]:
-    principal = principal_of(request)
+@admin.post("/api/users", operation_id="CreateUser", status_code=201)
+async def create_user(principal: SignedIn, runtime: Runtime, data: JSONBody[UserCreate]) -> Response[Any]:
+    """Create a user (admin)."""
     password = data.password or accounts.generate_password()
     async with unit_of_work(runtime.sessions) as session:
         user = await accounts.add_user(session, principal.actor, data.username, password, data.role)
@@ -75,50 +70,31 @@ async def create_user(request: Request[Any, Any, Any], runtime: Runtime, data: J
     return Response(body, status_code=201)
 
 
-@patch(
-    "/api/users/{username:str}",
-    operation_id="UpdateUser",
-    tags=["access"],
-    summary="Change a user's role, disabled flag or password (admin)",
-    opt=ADMIN,
-)
+@admin.patch("/api/users/{username:str}", operation_id="UpdateUser")
 async def update_user(
-    request: Request[Any, Any, Any],
+    principal: SignedIn,
     runtime: Runtime,
     username: Annotated[str, PathParameter(description="User name.")],
     data: JSONBody[UserPatch],
 ) -> Response[Any]:
-    principal = principal_of(request)
+    """Change a user's role, disabled flag or password (admin)."""
     change = accounts.UserChange(role=data.role, disabled=data.disabled, password=data.password)
     async with unit_of_work(runtime.sessions) as session:
         user = await accounts.change_user(session, principal.actor, username, change)
     return Response({"user": accounts.user_dict(user)})
 
 
-@get(
-    "/api/tokens",
-    operation_id="ListTokens",
-    tags=["access"],
-    summary="API tokens: your own, or everyone's for an admin",
-    opt=ANYONE,
-)
-async def list_tokens(request: Request[Any, Any, Any], runtime: Runtime) -> dict[str, Any]:
-    principal = principal_of(request)
+@signed_in.get("/api/tokens", operation_id="ListTokens")
+async def list_tokens(principal: SignedIn, runtime: Runtime) -> dict[str, Any]:
+    """API tokens: your own, or everyone's for an admin."""
     async with runtime.sessions() as session:
         rows = await accounts.list_tokens(session, None if principal.can("admin") else principal.user_id)
     return {"tokens": [accounts.token_dict(token, name) for token, name in rows]}
 
 
-@post(
-    "/api/tokens",
-    operation_id="CreateToken",
-    tags=["access"],
-    summary="Create an API token (shown once)",
-    opt=ANYONE,
-    status_code=201,
-)
-async def create_token(request: Request[Any, Any, Any], runtime: Runtime, data: JSONBody[TokenCreate]) -> Response[Any]:
-    principal = principal_of(request)
+@signed_in.post("/api/tokens", operation_id="CreateToken", status_code=201)
+async def create_token(principal: SignedIn, runtime: Runtime, data: JSONBody[TokenCreate]) -> Response[Any]:
+    """Create an API token (shown once)."""
     if data.username not in (None, principal.username) and not principal.can("admin"):
         raise ClientError(
             "username: only an admin creates tokens for other users; leave it out", status=403, title="Forbidden"
@@ -129,20 +105,13 @@ async def create_token(request: Request[Any, Any, Any], runtime: Runtime, data: 
     return Response(accounts.token_dict(row, owner.username) | {"token": token}, status_code=201)
 
 
-@delete(
-    "/api/tokens/{token_id:str}",
-    operation_id="RevokeToken",
-    tags=["access"],
-    summary="Revoke an API token (your own; an admin any)",
-    opt=ANYONE,
-    status_code=200,
-)
+@signed_in.delete("/api/tokens/{token_id:str}", operation_id="RevokeToken")
 async def revoke_token(
-    request: Request[Any, Any, Any],
+    principal: SignedIn,
     runtime: Runtime,
     token_id: Annotated[str, PathParameter(description="Token id (from GET /api/tokens).")],
 ) -> Response[Any]:
-    principal = principal_of(request)
+    """Revoke an API token (your own; an admin any)."""
     async with unit_of_work(runtime.sessions) as session:
         row, owner = await accounts.remove_token(session, principal, token_id)
     return Response({"token": accounts.token_dict(row, owner)})
