@@ -51,6 +51,16 @@ def _redis_binary() -> str | None:
         return None
 
 
+@pytest.fixture(autouse=True)
+def environment_restored() -> Iterator[None]:
+    """Whatever a test leaves in ``os.environ`` is undone after it, so no test depends on the order tests run in."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     given = os.environ.get("ROUTER_TEST_REDIS_URL")

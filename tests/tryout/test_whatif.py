@@ -193,7 +193,6 @@ async def test_what_if_command(
     async with router_factory(rules(base), env=ENV) as r:
         for key in ("database_url", "rules_dir"):
             monkeypatch.setenv(f"ROUTER_{key.upper()}", str(getattr(r.settings, key)))
-        monkeypatch.setenv("ROUTER_SECRET_API_TOKEN", "tok-123456")
         await store_traffic(r)
         sent = len(httpserver.log)
         as_json = await cli(["what-if", str(one), "--last", "10", "--format", "json"])
