@@ -256,6 +256,18 @@ class Router:
         items: list[dict[str, Any]] = response.json()["requests"]
         return items
 
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Any]:
+        """A session on this router's database, from an engine of the test's own loop (disposed after)."""
+        from router.records import db
+
+        engine = db.create_engine(self.settings.database_url)
+        try:
+            async with db.sessionmaker(engine)() as session:
+                yield session
+        finally:
+            await engine.dispose()
+
 
 RouterFactory = Callable[..., Any]
 

@@ -63,13 +63,9 @@ async def order(r: Router, kind: str = "order", id_: str = "o-1") -> dict[str, A
 
 
 async def audit_rows(r: Router) -> list[tuple[str, str, str]]:
-    engine = db.create_engine(r.settings.database_url)
-    try:
-        async with db.sessionmaker(engine)() as session:
-            rows = (await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()
-            return [(row.actor, row.action, row.target) for row in rows]
-    finally:
-        await engine.dispose()
+    async with r.session() as session:
+        rows = (await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()
+        return [(row.actor, row.action, row.target) for row in rows]
 
 
 # -- the API, end to end --------------------------------------------------------------------------------

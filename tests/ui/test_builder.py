@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 
-from router.records import db
 from router.records.models import AuditEntry, UiRule
 from tests.conftest import REPO, Router, RouterFactory, eventually, sign_in
 
@@ -106,13 +104,9 @@ async def push(r: Router, ref: str = "refs/heads/main", event: str = "push") -> 
 
 
 async def audit_actions(r: Router) -> list[tuple[str, str]]:
-    engine = db.create_engine(r.settings.database_url)
-    try:
-        async with db.sessionmaker(engine)() as session:
-            rows = (await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()
-            return [(row.action, row.target) for row in rows]
-    finally:
-        await engine.dispose()
+    async with r.session() as session:
+        rows = (await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()
+        return [(row.action, row.target) for row in rows]
 
 
 @pytest.mark.postgres
@@ -380,7 +374,7 @@ async def test_send_test_runs_the_unsaved_rule_through_the_pipeline(
         assert [(run["rule_id"], run["status"]) for run in event["runs"]] == [("draft", "succeeded")]
         (request, _), *_ = httpserver.log
         assert request.get_json() == {"text": "octocat pushed to octo-org/event-router"}
-        async with db_session(r) as session:
+        async with r.session() as session:
             assert await session.get(UiRule, "draft") is None  # nothing was saved
         assert ("rule_test_sent", "draft") in await audit_actions(r)
 
@@ -392,17 +386,6 @@ async def test_send_test_runs_the_unsaved_rule_through_the_pipeline(
         assert 'data-testid="test-problem"' in broken
         assert "not a valid URL" in broken
         assert len(httpserver.log) == 2
-
-
-@contextlib.asynccontextmanager
-async def db_session(r: Router) -> AsyncIterator[Any]:
-    """A session on the test's database, from an engine of the test's own loop."""
-    engine = db.create_engine(r.settings.database_url)
-    try:
-        async with db.sessionmaker(engine)() as session:
-            yield session
-    finally:
-        await engine.dispose()
 
 
 async def test_edit_then_enable_disable_delete_from_the_list(router_factory: RouterFactory) -> None:

@@ -7,11 +7,9 @@ done is the notice beside the event's runs, and a run with no event a 404.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import re
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 import pytest
 from cryptography.fernet import Fernet
@@ -20,7 +18,6 @@ from litestar.params import PathParameter
 from litestar.testing import AsyncTestClient
 
 from router.errors import ClientError, ConflictError
-from router.records import db
 from router.records.models import UiRule
 from router.ui.forms import refusals
 from tests.conftest import Router, RouterFactory, sign_in
@@ -61,16 +58,6 @@ def field_error(page: str) -> str:
 def between(page: str, start: str, end: str) -> str:
     at = page.index(start)
     return page[at : page.index(end, at)]
-
-
-@contextlib.asynccontextmanager
-async def db_session(r: Router) -> AsyncIterator[Any]:
-    engine = db.create_engine(r.settings.database_url)
-    try:
-        async with db.sessionmaker(engine)() as session:
-            yield session
-    finally:
-        await engine.dispose()
 
 
 async def test_refused_secrets_show_beside_their_form(router_factory: RouterFactory) -> None:
@@ -115,7 +102,7 @@ async def test_refused_rule_changes_list_each_problem(router_factory: RouterFact
     async with router_factory(RULES, worker=False) as r:
         saved = await r.client.put("/api/ui-rules/drafted", json={"yaml": UI_RULE})
         assert saved.status_code == 201, saved.text
-        async with db_session(r) as session:
+        async with r.session() as session:
             row = await session.get(UiRule, "drafted")
             row.yaml = UI_RULE.replace("source: shop", "source: gone")  # its source left the rule files
             await session.commit()
