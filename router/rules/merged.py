@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,6 +21,7 @@ from router import logs
 from router.access import secretstore
 from router.errors import RuleSetError
 from router.records.models import UiRule
+from router.rules import collector
 from router.rules.compiled import RuleSet, by_source
 from router.rules.ruleset import load_ruleset
 from router.rules.stored import compile_ui_rule
@@ -59,7 +61,7 @@ async def load_all(settings: Settings, sessions: async_sessionmaker[AsyncSession
 
     A database that cannot be read leaves the file rules in force, with an error saying so.
     """
-    files = await asyncio.to_thread(lambda: load_ruleset(settings.rules_dir).build_indexes())
+    files = await asyncio.to_thread(_load_and_index, settings.rules_dir)
     logs.remember_secrets([*files.secrets.values(), *(s.verify.secret for s in files.sources.values() if s.verify)])
     if sessions is None:
         return files, []
@@ -75,9 +77,15 @@ async def load_all(settings: Settings, sessions: async_sessionmaker[AsyncSession
     return merged, errors + secret_errors
 
 
+def _load_and_index(rules_dir: Path) -> RuleSet:
+    with collector.paused():
+        return load_ruleset(rules_dir).build_indexes()
+
+
 def _merged_and_indexed(files: RuleSet, rows: Sequence[UiRule], stored: Mapping[str, str]) -> tuple[RuleSet, list[str]]:
-    merged, errors = merge(files, rows, stored)
-    return merged.build_indexes(), errors
+    with collector.paused():
+        merged, errors = merge(files, rows, stored)
+        return merged.build_indexes(), errors
 
 
 async def read_stamp(sessions: async_sessionmaker[AsyncSession] | None) -> str | None:
