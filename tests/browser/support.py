@@ -151,6 +151,15 @@ def sign_in(page: Any, username: str = "admin", password: str = PASSWORD) -> Non
     page.wait_for_selector("[data-testid=whoami]")
 
 
+def settled(page: Any) -> None:
+    """Wait until htmx has no request in flight and has wired up what it last swapped in.
+
+    htmx attaches a swapped-in element's triggers in its settle phase (20 ms after the swap), so an element
+    can be on the page, and typed into, before it listens; a person never types that fast, a test does.
+    """
+    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
+
+
 def screenshot(page: Any, name: str) -> Path:
     """Save a screenshot under SCREENSHOTS (a temporary folder unless ROUTER_TEST_SCREENSHOTS_DIR says)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

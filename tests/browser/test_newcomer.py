@@ -15,6 +15,7 @@ from tests.browser.support import (
     require_browser,
     router_stack,
     screenshot,
+    settled,
     sign_in,
 )
 
@@ -130,11 +131,13 @@ def test_the_builder_speaks_plainly_and_keeps_its_csp(stack: Stack, browser: Any
     page.get_by_test_id("cond-value").first.fill("push")
     page.get_by_test_id("cond-add").first.click()
     page.get_by_test_id("cond-path").nth(1).wait_for()
+    settled(page)
     page.get_by_test_id("cond-path").nth(1).fill("body.nothere")
     page.get_by_test_id("cond-value").nth(1).fill("x")
     page.get_by_test_id("new-kind").select_option("email")
     page.get_by_test_id("step-add").click()
     page.wait_for_selector("#step-0-f-text")
+    settled(page)  # the new step's fields listen only once htmx has settled them
     assert "required field is missing" not in page.inner_text("main"), "red before anything was typed"
     page.fill("#step-0-f-text", "{{ body.nope.deeper }} hi")
     error = page.get_by_test_id("preview-error-text")
