@@ -145,7 +145,7 @@ class AuthError(ClientError, ValueError):
 
 
 class NotFoundError(AuthError):
-    """No such user or token (HTTP 404)."""
+    """What the request names does not exist: a user, a token, a loaded rule, an event (HTTP 404)."""
 
     status = 404
     title = "Not Found"

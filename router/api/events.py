@@ -67,13 +67,6 @@ async def explain_event(
     runtime: Runtime, event_id: EventId, rule: Annotated[str, QueryParameter(description="Id of a loaded rule.")]
 ) -> dict[str, Any]:
     """Why a rule matched this event or not, operand by operand, and what its steps rendered."""
-    from router.tryout.explain import explain_stored
+    from router.tryout.explain import explain_loaded
 
-    rs = runtime.rules.current
-    compiled = rs.rules.get(rule)
-    if compiled is None:
-        raise NotFoundException(f"no loaded rule {rule!r}")
-    result = await explain_stored(runtime.sessions, compiled, event_id, rs.secrets)
-    if result is None:
-        raise NotFoundException(f"no event {event_id!r}")
-    return result
+    return await explain_loaded(runtime.sessions, runtime.rules.current, rule, event_id)

@@ -17,10 +17,10 @@ from typing import Any
 from jmespath.parser import ParsedResult
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from router.errors import TemplateRenderError
+from router.errors import NotFoundError, TemplateRenderError
 from router.pipeline.match import build_context, event_from_row, redact
 from router.records.models import Event
-from router.rules.compiled import CompiledRule
+from router.rules.compiled import CompiledRule, RuleSet
 from router.rules.filters import Expression, truthy
 from router.tryout.dryrun import dry_run
 
@@ -268,3 +268,25 @@ async def explain_stored(
         | result
         | {"current": run_summary(run) if run is not None else None}
     )
+
+
+async def explain_loaded(
+    sessions: async_sessionmaker[AsyncSession],
+    rules: RuleSet,
+    rule_id: str,
+    event_id: str,
+    *,
+    unloaded: str = "no loaded rule {rule!r}",
+) -> dict[str, Any]:
+    """Explain a stored event against a rule in force; NotFoundError (404) when either is missing.
+
+    ``unloaded`` words the missing rule for the reader: a program gets the default, a person on the
+    events page is told to reload it.
+    """
+    compiled = rules.rules.get(rule_id)
+    if compiled is None:
+        raise NotFoundError(unloaded.format(rule=rule_id))
+    result = await explain_stored(sessions, compiled, event_id, rules.secrets)
+    if result is None:
+        raise NotFoundError(f"no event {event_id!r}")
+    return result

@@ -33,7 +33,7 @@ from router.records.status import RUN_FAILED, RUN_TERMINAL, EventStatus, RunStat
 from router.records.summary import Summary, summarize
 from router.rules.compiled import CompiledSource, RuleSet
 from router.runtime import Runtime
-from router.tryout.explain import explain_stored
+from router.tryout.explain import explain_loaded
 from router.ui import flash
 from router.ui.forms import Form, refusals
 from router.ui.render import page
@@ -241,13 +241,8 @@ async def event_explain(
     rule: Annotated[str, QueryParameter(description="A loaded rule's id.")],
 ) -> Template:
     """Why one rule matched the event or not, operand by operand (loaded when its section is opened)."""
-    rules: RuleSet = runtime.rules.current
-    compiled = rules.rules.get(rule)
-    if compiled is None:
-        raise NotFoundException(f"rule {rule!r} is not loaded now; reload the page to see the rules in force")
-    result = await explain_stored(runtime.sessions, compiled, event_id, rules.secrets)
-    if result is None:
-        raise NotFoundException(f"no event {event_id!r}")
+    unloaded = "rule {rule!r} is not loaded now; reload the page to see the rules in force"
+    result = await explain_loaded(runtime.sessions, runtime.rules.current, rule, event_id, unloaded=unloaded)
     return page(request, "events/_explain.html", x=result)
 
 
