@@ -33,21 +33,29 @@ T = TypeVar("T")
 HOST = "127.0.0.1"
 
 
+_handed_out: set[int] = set()  # ports this process already gave out: a caller may not have bound them yet
+
+
 def free_port() -> int:
     """A free loopback port below the kernel's ephemeral range (32768 and up by default).
 
     A port the kernel hands out for ``bind(0)`` is from the range it also gives outgoing connections,
     so with many connections open (a worker's keep-alive pool) another socket can take it between our
-    probe and the server's bind; ports below the range are only ever taken on purpose.
+    probe and the server's bind; ports below the range are only ever taken on purpose. A port is
+    never handed out twice by one process: callers often ask for several (a sink on 61 ports) before
+    anything binds them, and a probe alone cannot see a port that is promised but not yet bound.
     """
     for _ in range(200):
         port = random.randrange(20000, 32000)
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _handed_out.add(port)
+        return port
     with socket.socket() as s:  # the low range is crowded: fall back to the kernel's choice
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
