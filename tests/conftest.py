@@ -53,6 +53,10 @@ def _redis_binary() -> str | None:
         return None
 
 
+_RECLAIM_EVERY = 200  # tests between full collections of the frozen heap (see below)
+_tests_since_reclaim = 0
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     """Collect each test's cyclic garbage at its end, once its event loop is closed.
@@ -60,10 +64,22 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     Left to the collector's own schedule, a test's garbage is finalised during some later test (on that
     test's loop), so an unclosed socket or transport fails whichever test happens to be running. Collected
     here, anything left open is reported against the test that made it.
+
+    What is still alive after the collection (imports, session fixtures, caches) is frozen
+    (``gc.freeze``), so the next test's collection scans only what was made since: a full collection of
+    the whole heap costs about 85 ms, two thousand of them three minutes or more of a suite. Every
+    ``_RECLAIM_EVERY`` tests the frozen heap is thawed and collected once, so objects that outlived a
+    test and died later are reclaimed too.
     """
+    global _tests_since_reclaim
+    _tests_since_reclaim += 1
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        if _tests_since_reclaim >= _RECLAIM_EVERY:
+            _tests_since_reclaim = 0
+            gc.unfreeze()
         gc.collect()
+    gc.freeze()
     if caught:
         pytest.fail(f"{item.nodeid} left behind: " + "; ".join(f"{w.category.__name__}: {w.message}" for w in caught))
 
