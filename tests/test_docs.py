@@ -23,6 +23,7 @@ Conventions for writing README.md and docs/*.md so that these tests can check th
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -162,20 +163,44 @@ def cli_commands() -> list[list[str]]:
     return found
 
 
+_HELP_PROGRAM = """
+import contextlib, io, json, sys
+from router.cli.commands import main
+texts = {}
+for command in json.loads(sys.argv[1]):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main.main(args=[*command, "--help"], prog_name="router", standalone_mode=False)
+    texts[" ".join(command)] = [code, out.getvalue()]
+print(json.dumps(texts))
+"""
+
+
+@functools.cache
+def help_texts() -> dict[str, list[Any]]:
+    """Each command's ``--help`` as a user sees it on an 80-column terminal: ``{"db upgrade": [exit code, text]}``.
+
+    One process for all of them, apart from this one's (where click caches a command's help option
+    once another test has invoked the command), instead of a process per command.
+    """
+    env = {**os.environ, "COLUMNS": "80"}
+    commands = json.dumps(cli_commands())
+    result = subprocess.run(
+        [sys.executable, "-c", _HELP_PROGRAM, commands], capture_output=True, text=True, env=env, check=True
+    )
+    texts: dict[str, list[Any]] = json.loads(result.stdout)
+    return texts
+
+
 @pytest.mark.parametrize("command", cli_commands(), ids=lambda c: " ".join(c) or "router")
 def test_every_cli_command_and_its_help_is_in_cli_md(command: list[str]) -> None:
     text = read(DOCS / "cli.md")
     if command:
         assert f"## `router {' '.join(command)}`" in text, f"docs/cli.md has no section for {command}"
-    # A real process on an 80-column terminal, as a user sees it (and immune to click caching a
-    # command's help option in-process when another test invokes the command on its own).
-    env = {**os.environ, "COLUMNS": "80"}
-    program = "from router.cli.commands import main; main(prog_name='router')"
-    result = subprocess.run(
-        [sys.executable, "-c", program, *command, "--help"], capture_output=True, text=True, env=env, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    expected = result.stdout.strip()
+    code, help_text = help_texts()[" ".join(command)]
+    assert code == 0, help_text
+    expected = help_text.strip()
+    assert expected, f"{command} printed no help"
     assert expected in text, f"docs/cli.md does not have the current `--help` text of {command}"
 
 
