@@ -96,8 +96,10 @@ def create_app(
                 worker_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await worker_task
-                # arq's close() re-raises the CancelledError of a job it had to cancel: not ours to propagate
-                await asyncio.gather(worker.close(), return_exceptions=True)
+                try:  # RouterWorker.close: runs our shutdown hook and closes its Redis pool
+                    await worker.close()
+                except Exception as exc:  # the web's own resources below are closed all the same
+                    log.warning("worker_close_failed", error=f"{type(exc).__name__}: {exc}")
                 await close_state(wstate)
             await redis.aclose(close_connection_pool=True)
             await ingest_writes.close()

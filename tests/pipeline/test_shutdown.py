@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -11,9 +13,11 @@ from typing import Any
 import httpx
 import pytest
 from pytest_httpserver import HTTPServer
+from redis.asyncio import Redis
 from werkzeug import Request, Response
 
-from tests.conftest import admin_token_for, free_port, write_rules
+from tests.conftest import RouterFactory, admin_token_for, free_port, write_rules
+from tests.helpers import eventually
 from tests.ops.test_processes import base_env, running
 
 
@@ -88,3 +92,37 @@ def test_sigterm_finishes_or_hands_back_in_flight_work(
     assert len(seen) == 2
     assert seen[0]["Idempotency-Key"] == seen[1]["Idempotency-Key"]
     print(f"shutdown: cancelled after {grace} s grace, resumed by the next worker with the same idempotency key")
+
+
+async def test_a_job_cancelled_by_the_stop_does_not_cut_the_workers_close_short(router_factory: RouterFactory) -> None:
+    """arq's close() gathers its jobs without return_exceptions: a job cancelled between two of arq's own
+    awaits re-raised there and skipped the rest (our shutdown hook, the health key, closing the Redis pool)."""
+    from router.worker import build_worker
+
+    async with router_factory(rules("http://127.0.0.1:9/never"), worker=False) as r:
+        worker = build_worker(r.settings, handle_signals=False)
+        task = asyncio.create_task(worker.async_run())
+
+        async def started() -> bool:
+            return "ops" in worker.ctx and await worker.pool.exists(worker.health_check_key) == 1
+
+        await eventually(started, what="the worker to start")
+        state, ops, pool = worker.ctx["state"], worker.ctx["ops"], worker.pool.connection_pool
+        stuck = asyncio.create_task(asyncio.sleep(30))  # a job the stop cancels outside arq's own try
+        worker.tasks["stuck"] = stuck
+        await worker.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert stuck.cancelled()
+        assert state.consumer is None, "the worker's shutdown hook did not run"
+        assert all(t.done() for t in ops.tasks), "heartbeat, metrics and alert tasks left running"
+        assert worker._pool is None
+        connections = [*pool._available_connections, *pool._in_use_connections]
+        assert connections, "the worker never used its pool"
+        assert not any(c.is_connected for c in connections), "Redis connections left open"
+        redis = Redis.from_url(r.settings.redis_url)
+        try:
+            assert await redis.exists(worker.health_check_key) == 0
+        finally:
+            await redis.aclose()
