@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from signal import Signals
 from typing import Any
 
@@ -80,7 +79,7 @@ class RouterWorker(Worker):
         which expires by itself.
         """
         if not self._handle_signals:
-            self.handle_sig(signal.SIGUSR1)
+            self.handle_sig(Signals.SIGUSR1)
         if not self._pool:
             return
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
